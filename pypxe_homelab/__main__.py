@@ -1,0 +1,3 @@
+from pypxe_homelab.cli import main
+
+main()

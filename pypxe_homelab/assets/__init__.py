@@ -1,0 +1,1 @@
+"""Boot loaders and OS images: sources, resumable checksummed downloads, ISO extraction."""

@@ -1,0 +1,1 @@
+"""What each machine gets: loader per firmware, generated loader configs, kernel command lines, cloud-init."""

@@ -1,0 +1,1 @@
+"""The inventory (config.yaml): model, loader, round-trip editor, host network facts."""

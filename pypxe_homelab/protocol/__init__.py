@@ -1,0 +1,1 @@
+"""Protocol code: bytes in, typed requests out, pure decisions, bytes back. No sockets, no files."""

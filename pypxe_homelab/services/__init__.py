@@ -1,0 +1,1 @@
+"""I/O only: the ProxyDHCP sockets, the TFTP thread and the aiohttp application."""

@@ -1,0 +1,1 @@
+"""Events in, device and node state out, persisted in sqlite under the data root."""

@@ -1,0 +1,1 @@
+"""The status web page and the JSON API behind it and behind `status`/`probe`."""
