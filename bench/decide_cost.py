@@ -1,0 +1,73 @@
+"""CPU cost of one ProxyDHCP answer without sockets: parse, decide, build, and the service's whole handle().
+
+    python3 bench/decide_cost.py TEMPLATE_HEX SECONDS
+
+Prints one JSON line: median microseconds per packet for each step (median over repeated timed batches).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pypxe_homelab.config.model import Inventory  # noqa: E402
+from pypxe_homelab.protocol.dhcp_codec import build_reply, parse_request  # noqa: E402
+from pypxe_homelab.protocol.proxydhcp import ServerView, decide  # noqa: E402
+from pypxe_homelab.runtime import Runtime  # noqa: E402
+from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
+from pypxe_homelab.state.store import StateStore  # noqa: E402
+
+SERVER = "10.231.0.3"
+
+
+def per_packet_us(step, seconds: float, batch: int = 200) -> float:
+    """Median µs per call of ``step()`` over batches run for about ``seconds``."""
+    step()  # warm up caches and lazy imports
+    samples = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(samples) < 3:
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            step()
+        samples.append((time.perf_counter() - t0) / batch * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    payload = bytes.fromhex(sys.argv[1])
+    seconds = float(sys.argv[2])
+    inventory = Inventory()
+    view = ServerView(address=SERVER, interface="eth0")
+    request = parse_request(payload)
+    decision = decide(request, 67, inventory, view)
+    if decision is None or decision.reply is None:
+        raise SystemExit("the template DISCOVER gets no OFFER: cannot time the OFFER path")
+    iface = InterfaceInfo("eth0", SERVER)
+    store = StateStore(None)
+    quiet = ProxyDhcpService(lambda: runtime, [iface], lambda _e: None)
+    recorded = ProxyDhcpService(lambda: runtime, [iface], store.record)
+    runtime = Runtime(inventory, store, store.record, ipaddress.IPv4Address(SERVER), 8080)
+    src = ("0.0.0.0", 68)
+    share = seconds / 6
+    result = {
+        "parse_us": per_packet_us(lambda: parse_request(payload), share),
+        "decide_us": per_packet_us(lambda: decide(request, 67, inventory, view), share),
+        "build_us": per_packet_us(lambda: build_reply(decision.reply), share),
+        "parse_decide_build_us": per_packet_us(
+            lambda: build_reply(decide(parse_request(payload), 67, inventory, view).reply), share
+        ),
+        "handle_no_events_us": per_packet_us(lambda: quiet.handle(payload, src, iface, 67), share),
+        "handle_with_store_us": per_packet_us(lambda: recorded.handle(payload, src, iface, 67), share),
+        "reply_bytes": len(build_reply(decision.reply)),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Benchmarks of pypxe-homelab's services against dnsmasq, tftpd-hpa and nginx on this machine.
+
+    sudo python3 bench/run.py [--quick] [--only tftp,http,dhcp,decide]
+
+Everything runs inside throw-away network namespaces (TFTP and HTTP on the server namespace's loopback,
+ProxyDHCP between two namespaces on a bridge). Prints a markdown report and writes it to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import dhcp_bench  # noqa: E402
+import http_bench  # noqa: E402
+import tftp_bench  # noqa: E402
+from harness import REPO, HostLoad, machine_info, table  # noqa: E402
+
+SECTIONS = ("tftp", "http", "dhcp", "decide")
+TOOLS = {"tftp": ("atftp", "in.tftpd", "dnsmasq"), "http": ("nginx", "wrk", "curl"), "dhcp": ("dnsmasq",)}
+
+
+def _check_host(only: list[str]) -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("bench/run.py needs root (it creates network namespaces): run it with sudo")
+    missing = sorted({t for s in only for t in TOOLS.get(s, ()) if shutil.which(t) is None})
+    if missing:
+        raise SystemExit(f"missing tools: {', '.join(missing)}; see 'How to run' in bench/README.md")
+
+
+def _make_files(root: Path, quick: bool) -> None:
+    """Random test files: the TFTP file under root/tftproot, 64 MiB and 1 KiB under root/httproot."""
+    tftproot, httproot = root / "tftproot", root / "httproot"
+    for d in (root, tftproot, httproot):
+        d.mkdir(exist_ok=True)
+        d.chmod(0o755)  # tftpd-hpa and nginx workers read as an unprivileged user
+    files = {
+        tftproot / tftp_bench.FILE: (4 if quick else 16) << 20,
+        httproot / http_bench.BIG: 64 << 20,
+        httproot / http_bench.SMALL: 1024,
+    }
+    for path, size in files.items():
+        path.write_bytes(os.urandom(size))
+        path.chmod(0o644)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one short round of everything (under a minute)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS)
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.md")
+    args = parser.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(
+            f"--only: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
+        )
+    _check_host(only)
+    from tests.lab.netns import TestLan
+
+    started = time.monotonic()
+    load = HostLoad().start()
+    parts: list[str] = []
+    work = Path(tempfile.mkdtemp(prefix="pxbench-"))
+    work.chmod(0o755)
+    try:
+        data = work / "data"
+        _make_files(data, args.quick)
+        with TestLan(["server", "client"]) as lan:
+            if "tftp" in only:
+                parts.append(tftp_bench.run(lan, data / "tftproot", work, args.quick))
+            if "http" in only:
+                parts.append(http_bench.run(lan, data, work, args.quick))
+            if "dhcp" in only:
+                parts.append(dhcp_bench.run(lan, work, args.quick))
+        if "decide" in only:
+            parts.append(dhcp_bench.decide_cost(args.quick))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load.stop()
+    info = machine_info()
+    info["run"] = (
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}, {'--quick' if args.quick else 'full'}, "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    info["host load during the run"] = (
+        f"{load.busy_pct:.0f} % of all CPUs busy, {load.steal_pct:.0f} % steal, "
+        f"load average {load.loadavg_start} → {load.loadavg_end}"
+    )
+    report = "\n\n".join(
+        [
+            "# Benchmark results",
+            "Ratios are ours / peer, the median of per-round pairs [min–max]. Servers pinned to CPU 1, clients "
+            "to CPU 0.",
+            table(["item", "value"], list(info.items())),
+            *parts,
+        ]
+    )
+    print(report)
+    args.output.write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()

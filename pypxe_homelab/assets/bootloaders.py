@@ -1,0 +1,182 @@
+"""Boot loaders in the TFTP root: SYSLINUX's lpxelinux.0 and syslinux.efi, each with its own ldlinux.
+
+Source: the Debian/Ubuntu packages pxelinux, syslinux-efi and syslinux-common when installed, else the pinned
+upstream SYSLINUX release tarball (``bootfiles/manifest.yaml``), downloaded into the cache and checked.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pypxe_homelab.assets.download import fetch
+from pypxe_homelab.errors import UserError
+
+Source = Literal["auto", "packages", "upstream"]
+
+PACKAGES = ("pxelinux", "syslinux-efi", "syslinux-common")
+
+# TFTP-root path → file installed by the Debian/Ubuntu packages.
+PACKAGE_FILES: dict[str, Path] = {
+    "lpxelinux.0": Path("/usr/lib/PXELINUX/lpxelinux.0"),
+    "ldlinux.c32": Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    "efi64/syslinux.efi": Path("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi"),
+    "efi64/ldlinux.e64": Path("/usr/lib/syslinux/modules/efi64/ldlinux.e64"),
+    "efi32/syslinux.efi": Path("/usr/lib/SYSLINUX.EFI/efi32/syslinux.efi"),
+    "efi32/ldlinux.e32": Path("/usr/lib/syslinux/modules/efi32/ldlinux.e32"),
+}
+
+# Each SYSLINUX loader loads the ldlinux of its own flavour from its own directory.
+_COMPANION = {"lpxelinux.0": "ldlinux.c32", "pxelinux.0": "ldlinux.c32"}
+_EFI_COMPANION = {"efi64": "ldlinux.e64", "efi32": "ldlinux.e32"}
+
+
+@dataclass(frozen=True)
+class UpstreamRelease:
+    """A pinned SYSLINUX release tarball and where each needed file sits inside it."""
+
+    version: str
+    url: str
+    sha256: str
+    files: Mapping[str, str]  # TFTP-root path → path below the tarball's top directory
+
+
+@dataclass
+class InstallReport:
+    source: Literal["packages", "upstream"]
+    detail: str  # package versions, or the tarball URL
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"installed {len(self.files)} boot files from {self.source} ({self.detail})"
+
+
+def load_manifest() -> UpstreamRelease:
+    """The pinned upstream release from the packaged copy of ``bootfiles/manifest.yaml``."""
+    text = resources.files("pypxe_homelab.assets").joinpath("bootfiles-manifest.yaml").read_text("utf-8")
+    item = yaml.safe_load(text)["syslinux"]
+    return UpstreamRelease(
+        version=str(item["version"]),
+        url=item["url"],
+        sha256=item["sha256"].lower(),
+        files=dict(item["files"]),
+    )
+
+
+def packages_available() -> bool:
+    return all(path.is_file() for path in PACKAGE_FILES.values())
+
+
+def package_versions() -> str:
+    """``pxelinux 3:6.04~git…, …`` from dpkg, or a plain note when dpkg cannot tell."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *PACKAGES],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return ", ".join(line for line in out.splitlines() if line.strip()) or "files under /usr/lib"
+
+
+def install_bootloaders(
+    tftproot: Path,
+    *,
+    source: Source = "auto",
+    cache: Path,
+    manifest: UpstreamRelease | None = None,
+    progress: bool = True,
+) -> InstallReport:
+    """Copy the six SYSLINUX files into ``tftproot``; ``auto`` prefers the packages, else upstream."""
+    if source not in ("auto", "packages", "upstream"):
+        raise UserError(f"unknown boot-loader source {source!r}: use auto, packages or upstream")
+    if source == "packages" or (source == "auto" and packages_available()):
+        missing = [str(p) for p in PACKAGE_FILES.values() if not p.is_file()]
+        if missing:
+            raise UserError(
+                f"boot loader files missing: {', '.join(missing)}; install them with "
+                f"`apt install {' '.join(PACKAGES)}` or use --source upstream"
+            )
+        files = [_install_file(src, tftproot / rel) for rel, src in PACKAGE_FILES.items()]
+        return InstallReport("packages", package_versions(), files)
+    release = manifest or load_manifest()
+    tarball = fetch(release.url, cache / posixpath.basename(release.url), release.sha256, progress=progress)
+    files = _extract_upstream(tarball, release, tftproot)
+    return InstallReport("upstream", f"SYSLINUX {release.version}, {release.url}", files)
+
+
+def _extract_upstream(tarball: Path, release: UpstreamRelease, tftproot: Path) -> list[Path]:
+    try:
+        with tarfile.open(tarball) as tar:
+            members = {_below_top(m.name): m for m in tar.getmembers() if m.isfile()}
+            missing = [inner for inner in release.files.values() if inner not in members]
+            if missing:
+                raise UserError(f"{tarball}: lacks {', '.join(missing)}; is bootfiles/manifest.yaml right?")
+            written = []
+            for rel, inner in release.files.items():
+                reader = tar.extractfile(members[inner])
+                assert reader is not None  # regular files always have a reader
+                with reader:
+                    written.append(_write_atomic_from(reader, tftproot / rel))
+            return written
+    except tarfile.TarError as exc:
+        raise UserError(f"{tarball}: not a readable tar archive ({exc}); delete it and run again") from None
+
+
+def _below_top(name: str) -> str:
+    parts = posixpath.normpath(name).split("/")
+    return "/".join(parts[1:])
+
+
+def _install_file(src: Path, dest: Path) -> Path:
+    with src.open("rb") as reader:
+        return _write_atomic_from(reader, dest)
+
+
+def _write_atomic_from(reader, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(reader, out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def required_files(loaders: Mapping[str, str]) -> list[str]:
+    """TFTP-root paths the configured loaders need: each loader and, for SYSLINUX ones, its ldlinux."""
+    needed: list[str] = []
+    for loader in loaders.values():
+        if not loader or loader.startswith(("http://", "https://")):
+            continue
+        needed.append(loader)
+        folder, name = posixpath.split(loader)
+        companion = _COMPANION.get(name)
+        if name == "syslinux.efi":
+            companion = _EFI_COMPANION.get(posixpath.basename(folder))
+        if companion:
+            needed.append(posixpath.join(folder, companion))
+    return list(dict.fromkeys(needed))
+
+
+def missing_bootloaders(tftproot: Path, loaders: Mapping[str, str]) -> list[str]:
+    """The files of ``required_files(loaders)`` absent from ``tftproot`` (empty: all present)."""
+    return [rel for rel in required_files(loaders) if not (tftproot / rel).is_file()]

@@ -1,0 +1,281 @@
+"""The NoCloud seed a node's Ubuntu installer fetches: user-data (Subiquity autoinstall), meta-data, and the
+empty vendor-data / network-config.
+
+``build_autoinstall`` makes the ``autoinstall:`` mapping (a plain dict); the templates in ``templates/`` turn it
+into the served text. Only a SHA-512 crypt hash of the password is ever written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from passlib.hash import sha512_crypt
+
+from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
+from pypxe_homelab.assets.images import image_release, iso_file_name, load_catalogue
+from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.errors import UserError
+
+USERNAME = "ubuntu"
+SUDOERS_FILE = "/target/etc/sudoers.d/90-ubuntu-nopasswd"
+PI_INTERFACE = "eth0"  # a Pi's device id carries no MAC: match the on-board NIC by name
+SEED_FILES = ("user-data", "meta-data", "vendor-data", "network-config")
+
+_CRYPT_HASH = re.compile(r"^\$(6|5|y)\$\S+\$\S+$")
+_CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("pypxe_homelab.boot", "templates"),
+    autoescape=False,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """The server host's gateway and resolvers: what a node gets when config.yaml leaves them unset."""
+
+    gateway: ipaddress.IPv4Address | None = None
+    dns: tuple[ipaddress.IPv4Address, ...] = field(default_factory=tuple)
+
+
+@lru_cache(maxsize=1)
+def detect_host_network() -> HostNetwork:
+    from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
+
+    return HostNetwork(gateway=default_gateway(), dns=tuple(upstream_dns()))
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key, every other value (lists too) is replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _salt_for(device_id: str) -> str:
+    digest = hashlib.sha256(b"pypxe-homelab password salt\0" + device_id.encode()).digest()
+    return "".join(_CRYPT_ALPHABET[b % 64] for b in digest[:16])
+
+
+@lru_cache(maxsize=256)
+def password_hash(password: str, device_id: str) -> str:
+    """A configured ``$6$``/``$5$``/``$y$`` crypt hash unchanged; a plaintext hashed with SHA-512 crypt, salted
+    from the device id (so every render of a node is the same text)."""
+    if _CRYPT_HASH.match(password):
+        return password
+    if not password:
+        raise UserError(f"node {device_id}: empty password; set defaults.password (plaintext or a $6$ hash)")
+    return sha512_crypt.using(salt=_salt_for(device_id), rounds=5000).hash(password)
+
+
+def _raw(inventory: Inventory, node: Node) -> Node:
+    """The node as written in config.yaml (callers may hold the already-effective one)."""
+    return inventory.node(node.device_id) or node
+
+
+def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
+    """Public keys for the node: its own, else the defaults', else ``ssh_authorized_keys_file``, else the first
+    key of the invoking user's ~/.ssh/authorized_keys. UserError for a bad key or when none is found."""
+    from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
+
+    raw = _raw(inventory, node)
+    where = f"node {raw.name} ({raw.device_id})"
+    if raw.ssh_authorized_keys:
+        lines, origin = list(raw.ssh_authorized_keys), f"nodes.{raw.device_id}.ssh_authorized_keys"
+    elif inventory.defaults.ssh_authorized_keys:
+        lines, origin = list(inventory.defaults.ssh_authorized_keys), "defaults.ssh_authorized_keys"
+    elif inventory.defaults.ssh_authorized_keys_file is not None:
+        path = _resolve(inventory, inventory.defaults.ssh_authorized_keys_file)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as exc:
+            raise UserError(f"{where}: cannot read ssh_authorized_keys_file {path}: {exc.strerror}") from None
+        lines = [x for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+        origin = str(path)
+    else:
+        lines, origin = default_authorized_keys(), "~/.ssh/authorized_keys"
+    keys = []
+    for number, line in enumerate(lines, 1):
+        try:
+            keys.append(parse_public_key(line))
+        except ValueError as exc:
+            raise UserError(f"{where}: SSH key {number} from {origin}: {exc}") from None
+    if not keys:
+        raise UserError(
+            f"{where}: no SSH public key to install (looked in {origin}); "
+            "set defaults.ssh_authorized_keys to a line of your ~/.ssh/id_ed25519.pub"
+        )
+    return keys
+
+
+def _resolve(inventory: Inventory, path: Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_absolute() and inventory.source is not None:
+        return inventory.source.parent / path
+    return path
+
+
+def _network(eff: Node, host: HostNetwork) -> dict[str, Any]:
+    nic: dict[str, Any] = {}
+    if eff.mac:
+        nic["match"] = {"macaddress": eff.mac}
+    if eff.address is None:
+        nic["dhcp4"] = True
+    else:
+        nic["dhcp4"] = False
+        nic["addresses"] = [str(eff.address)]
+        gateway = eff.gateway or host.gateway
+        if gateway is not None:
+            nic["routes"] = [{"to": "default", "via": str(gateway)}]
+        dns = eff.dns or host.dns or ((gateway,) if gateway else ())
+        if dns:
+            nic["nameservers"] = {"addresses": [str(d) for d in dns]}
+    return {"version": 2, "ethernets": {"nic0" if eff.mac else PI_INTERFACE: nic}}
+
+
+def _late_commands(username: str, node_url: str) -> list[str]:
+    return [
+        f"echo '{username} ALL=(ALL) NOPASSWD:ALL' > {SUDOERS_FILE}",
+        f"chmod 0440 {SUDOERS_FILE}",
+        "curtin in-target -- update-alternatives --set iptables /usr/sbin/iptables-legacy",
+        "curtin in-target -- update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy",
+        f"wget -q -O /dev/null {node_url}/installed || true",
+    ]
+
+
+def build_autoinstall(
+    inventory: Inventory, node: Node, base_url: str, *, host: HostNetwork | None = None
+) -> dict[str, Any]:
+    """The value of the ``autoinstall:`` key for ``node`` (protocol-spec §12.3/§12.5).
+
+    ``defaults.autoinstall`` then ``nodes.<id>.autoinstall`` are deep-merged over the generated mapping; their
+    ``late-commands`` are appended to the generated ones (which hold the sudoers file and the install callback).
+    """
+    raw = _raw(inventory, node)
+    eff = inventory.effective(raw)
+    node_url = f"{base_url.rstrip('/')}/{raw.device_id}"
+    doc: dict[str, Any] = {
+        "version": 1,
+        "identity": {
+            "hostname": eff.name,
+            "username": USERNAME,
+            "password": password_hash(eff.password or "", raw.device_id),
+        },
+        "ssh": {
+            "install-server": True,
+            "allow-pw": False,
+            "authorized-keys": authorized_keys(inventory, raw),
+        },
+        "network": _network(eff, host or detect_host_network()),
+        "storage": copy.deepcopy(dict(inventory.defaults.storage)),
+        "reporting": {"pypxe": {"type": "webhook", "endpoint": f"{node_url}/events", "level": "INFO"}},
+        "shutdown": "reboot",
+    }
+    extra_late: list[Any] = []
+    for override in (inventory.defaults.autoinstall, raw.autoinstall):
+        override = dict(override)
+        extra_late += list(override.pop("late-commands", None) or [])
+        doc = deep_merge(doc, override)
+    username = str(doc.get("identity", {}).get("username", USERNAME))
+    doc["late-commands"] = _late_commands(username, node_url) + extra_late
+    return doc
+
+
+def render_user_data(
+    inventory: Inventory, node: Node, base_url: str, generation: int, *, host: HostNetwork | None = None
+) -> str:
+    """``user-data``: ``#cloud-config`` on the first line, then the ``autoinstall:`` mapping."""
+    raw = _raw(inventory, node)
+    doc = build_autoinstall(inventory, raw, base_url, host=host)
+    body = yaml.safe_dump({"autoinstall": doc}, sort_keys=False, default_flow_style=False, width=4096)
+    return _ENV.get_template("user-data.j2").render(
+        device_id=raw.device_id, hostname=raw.name, generation=generation, body=body
+    )
+
+
+def render_meta_data(node: Node, generation: int) -> str:
+    """``meta-data``: a new ``instance-id`` per install generation makes cloud-init run again."""
+    return _ENV.get_template("meta-data.j2").render(
+        instance_id=f"{node.device_id}-{generation}", hostname=node.name
+    )
+
+
+def render_vendor_data() -> str:
+    """``vendor-data``: served as an empty 200 (a 404 costs cloud-init ten retries)."""
+    return ""
+
+
+def render_network_config() -> str:
+    """``network-config``: empty (the installer's network comes from the ``ip=dhcp`` boot)."""
+    return ""
+
+
+def seed_file(inventory: Inventory, node: Node, name: str, base_url: str, generation: int) -> str | None:
+    """The body of ``/<id>/cloud-init/<name>``, or None for a name that is not a seed file (→ 404)."""
+    if name == "user-data":
+        return render_user_data(inventory, node, base_url, generation)
+    if name == "meta-data":
+        return render_meta_data(_raw(inventory, node), generation)
+    if name == "vendor-data":
+        return render_vendor_data()
+    if name == "network-config":
+        return render_network_config()
+    return None
+
+
+def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = None) -> list[str]:
+    """Every problem that would stop ``node`` from installing, one line each naming the node; [] when fine."""
+    raw = _raw(inventory, node)
+    eff = inventory.effective(raw)
+    where = f"node {raw.name} ({raw.device_id})"
+    if not eff.os:
+        return []
+    host = host or detect_host_network()
+    root = inventory.paths.httproot
+    problems: list[str] = []
+    iso_file = iso_file_name(root, eff.os)
+    if iso_file is None:
+        known = ", ".join(sorted(load_catalogue()))
+        problems.append(
+            f"{where}: os {eff.os!r} is not in the catalogue ({known}) nor an added image; "
+            f"run `pypxe-homelab images add PATH.iso --name {eff.os}` or pick a catalogue name"
+        )
+    else:
+        from pypxe_homelab.assets.images import image_paths
+
+        if image_paths(root, eff.os) is None:
+            problems.append(
+                f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}`"
+            )
+        tokens = installer_tokens("http://255.255.255.255:65535", raw.device_id, iso_file, eff.cmdline)
+        problems += [f"{where}: {p}" for p in cmdline_problems(tokens)]
+    try:
+        doc = build_autoinstall(inventory, raw, "http://0.0.0.0", host=host)
+    except UserError as exc:
+        return problems + [str(exc)]
+    problems += [f"{where}: {msg}" for msg in validate_autoinstall(doc, image_release(root, eff.os))]
+    network_text = yaml.safe_dump(doc.get("network", {}))
+    if "gateway4" in network_text or "gateway6" in network_text:
+        problems.append(
+            f"{where}: autoinstall.network uses gateway4/gateway6; use routes: [{{to: default, via: …}}]"
+        )
+    if eff.address is not None and eff.gateway is None and host.gateway is None:
+        problems.append(f"{where}: static address {eff.address} but no gateway known; set defaults.gateway")
+    return problems

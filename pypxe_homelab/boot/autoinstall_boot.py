@@ -1,0 +1,78 @@
+"""The three calls the services make to install Ubuntu on a node: its loader entry, its installer files over
+HTTP, and its cloud-init seed. Thin wrappers over ``kernel_cmdline`` and ``autoinstall``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pypxe_homelab.assets.images import load_catalogue
+from pypxe_homelab.boot.autoinstall import check_node, seed_file
+from pypxe_homelab.boot.kernel_cmdline import (
+    INITRD_PATH,
+    KERNEL_PATH,
+    for_pxelinux,
+    installer_tokens,
+    node_http_file,
+    node_installer_boot,
+)
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.errors import UserError
+
+if TYPE_CHECKING:
+    from pypxe_homelab.boot.loader_config import KernelBoot
+
+
+def installer_boot(node: Node, base_url: str, inventory: Inventory | None = None) -> KernelBoot:
+    """PXELINUX entry (kernel URL, initrd URL, APPEND text) that starts the installer on ``node``.
+
+    Pass ``inventory`` so images added from a local ISO resolve; without it ``node`` must be the effective node
+    and its ``os`` a catalogue name.
+    """
+    from pypxe_homelab.boot.loader_config import KernelBoot
+
+    if inventory is not None:
+        boot = node_installer_boot(inventory, node, base_url)
+        kernel, initrd, tokens = boot.kernel_url, boot.initrd_url, boot.tokens
+    else:
+        entry = load_catalogue().get(node.os or "")
+        if entry is None:
+            raise UserError(f"node {node.name} ({node.device_id}): os {node.os!r} is not a catalogue image")
+        node_url = f"{base_url.rstrip('/')}/{node.device_id}"
+        kernel, initrd = f"{node_url}/{KERNEL_PATH}", f"{node_url}/{INITRD_PATH}"
+        tokens = installer_tokens(base_url, node.device_id, entry.iso, node.cmdline)
+    return KernelBoot(
+        kernel=kernel, initrd=(initrd,), append=for_pxelinux(tokens), what=f"the {node.os} installer"
+    )
+
+
+def installer_urls(node: Node, base_url: str, inventory: Inventory | None = None) -> list[str]:
+    """The URLs the installer fetches after the kernel and initrd: the ISO, then the cloud-init seed."""
+    if inventory is not None:
+        tokens = node_installer_boot(inventory, node, base_url).tokens
+    else:
+        entry = load_catalogue().get(node.os or "")
+        if entry is None:
+            raise UserError(f"node {node.name} ({node.device_id}): os {node.os!r} is not a catalogue image")
+        tokens = installer_tokens(base_url, node.device_id, entry.iso)
+    iso_url = next(t.removeprefix("url=") for t in tokens if t.startswith("url="))
+    seed = next(t.split(";s=", 1)[1] for t in tokens if t.startswith("ds=") and ";s=" in t)
+    return [iso_url, *(seed + name for name in ("meta-data", "user-data", "vendor-data"))]
+
+
+def check_nodes(inventory: Inventory) -> list[str]:
+    """``check_node`` for every node of the inventory, problems in node order."""
+    return [problem for node in inventory.nodes.values() for problem in check_node(inventory, node)]
+
+
+def node_file(inventory: Inventory, device_id: str, rel_path: str) -> Path | None:
+    """``GET /<device_id>/<rel_path>`` → the image file (kernel, initrd or ISO) of the node's ``os``, or None."""
+    return node_http_file(inventory, inventory.paths.httproot, device_id, rel_path)
+
+
+def cloud_init_file(inventory: Inventory, node: Node, name: str, base_url: str, generation: int) -> str:
+    """Body of ``/<id>/cloud-init/<name>`` (user-data, meta-data, vendor-data, network-config)."""
+    body = seed_file(inventory, node, name, base_url, generation)
+    if body is None:
+        raise UserError(f"{name} is not a cloud-init seed file")
+    return body

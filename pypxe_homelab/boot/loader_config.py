@@ -1,0 +1,100 @@
+"""PXELINUX configs (BIOS lpxelinux.0, UEFI syslinux.efi), rendered from templates at request time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jinja2
+
+from pypxe_homelab.boot.policy import BootChoice
+from pypxe_homelab.config.model import Inventory, mac_of_device_id
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("pypxe_homelab.boot", "templates"),
+    autoescape=False,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    """A kernel to load: absolute URLs and the command line, already quoted for PXELINUX."""
+
+    kernel: str
+    initrd: tuple[str, ...]
+    append: str
+    what: str
+
+
+def http_url(base_url: str, path: str) -> str:
+    """A boot path from config.yaml as a URL: http(s) URLs stay, paths are relative to httproot."""
+    if path.startswith(("http://", "https://")):
+        return path
+    return f"{base_url}/{path.lstrip('/')}"
+
+
+def add_command(device_id: str, inventory: Inventory) -> str:
+    """The exact `add` line a user runs to register ``device_id`` (shown on screen and by `probe`)."""
+    gateway = inventory.defaults.gateway
+    example = "192.168.1.50/24"
+    if gateway is not None:
+        octets = str(gateway).split(".")
+        example = ".".join(octets[:3] + ["50"]) + "/24"
+    return f"sudo pypxe-homelab add {device_id} --node-address {example}"
+
+
+def kernel_boot(choice: BootChoice, base_url: str, inventory: Inventory) -> KernelBoot:
+    """The kernel, initrds and command line of a node's ``boot:`` entry or of its installer."""
+    node = choice.node
+    assert node is not None
+    if choice.action == "install":
+        from pypxe_homelab.boot.autoinstall_boot import installer_boot
+
+        return installer_boot(node, base_url, inventory)
+    assert node.boot is not None
+    append = " ".join(x for x in (node.boot.cmdline, node.cmdline) if x)
+    return KernelBoot(
+        kernel=http_url(base_url, node.boot.kernel),
+        initrd=tuple(http_url(base_url, i) for i in node.boot.initrd),
+        append=append,
+        what=node.boot.kernel,
+    )
+
+
+def render_loader_config(
+    choice: BootChoice,
+    *,
+    tree: str,
+    base_url: str,
+    inventory: Inventory,
+    config_name: str = "",
+) -> str:
+    """The text of ``pxelinux.cfg/<name>`` for one machine and one loader tree (bios, efi64, efi32)."""
+    hostname = choice.node.name if choice.node else (choice.device_id or "")
+    if choice.action in ("boot", "install"):
+        kb = kernel_boot(choice, base_url, inventory)
+        return _ENV.get_template("pxelinux-boot.cfg.j2").render(
+            device_id=choice.device_id,
+            hostname=hostname,
+            tree=tree,
+            kernel=kb.kernel,
+            initrd=list(kb.initrd),
+            append=kb.append,
+            what=kb.what,
+            sysappend=2 if choice.action == "install" else 0,
+        )
+    if choice.action == "local":
+        return _ENV.get_template("pxelinux-localboot.cfg.j2").render(
+            device_id=choice.device_id, hostname=hostname, reason=choice.reason
+        )
+    timeout_s = max(1, inventory.server.menu_timeout)
+    device_id = choice.device_id
+    return _ENV.get_template("pxelinux-unknown.cfg.j2").render(
+        device_id=device_id,
+        mac=mac_of_device_id(device_id) if device_id else None,
+        add_command=add_command(device_id, inventory) if device_id else "",
+        config_name=config_name,
+        timeout_s=timeout_s,
+        timeout_ds=timeout_s * 10,
+    )

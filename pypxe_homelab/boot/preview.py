@@ -1,0 +1,100 @@
+"""What a machine receives, end to end, computed with the same functions the services call (for `render`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
+from pypxe_homelab.boot.policy import BootChoice, choose_boot
+from pypxe_homelab.config.model import Inventory, mac_of_device_id
+from pypxe_homelab.protocol import dhcp_codec
+from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
+from pypxe_homelab.protocol.proxydhcp import ServerView, decide
+
+# (label, option 93 arch, vendor class) of the firmware classes a PC can have
+FIRMWARE_CLASSES = (
+    ("BIOS", 0, "PXEClient:Arch:00000:UNDI:002001"),
+    ("UEFI x64", 7, "PXEClient:Arch:00007:UNDI:003000"),
+    ("UEFI IA32", 6, "PXEClient:Arch:00006:UNDI:003000"),
+    ("UEFI arm64", 11, "PXEClient:Arch:00011:UNDI:003000"),
+)
+LOADER_TREES = ("bios", "efi64", "efi32")
+
+
+@dataclass(frozen=True)
+class DhcpAnswer:
+    firmware: str
+    port: int
+    answer: str  # one line: what the reply says, or why there is none
+
+
+@dataclass
+class NodePreview:
+    device_id: str
+    choice: BootChoice
+    dhcp: list[DhcpAnswer] = field(default_factory=list)
+    loader_configs: dict[str, str] = field(default_factory=dict)
+    urls: list[str] = field(default_factory=list)
+    cloud_init: dict[str, str] = field(default_factory=dict)
+
+
+def _request(mac: str, arch: int, vendor: str, message_type: int, boot_item: tuple[int, int] | None) -> DhcpRequest:
+    raw = bytes.fromhex(mac.replace(":", "")) + bytes(10)
+    return DhcpRequest(
+        op=1, htype=1, hlen=6, hops=0, xid=0x1234, secs=0, flags=0, ciaddr="0.0.0.0", yiaddr="0.0.0.0",
+        siaddr="0.0.0.0", giaddr="0.0.0.0", chaddr=mac, chaddr_raw=raw, message_type=message_type,
+        vendor_class=vendor, arch=arch, arches=(arch,), nic=(1, 3, 0), machine_id=None, user_class=None,
+        has_ipxe_opts=False, server_id=None,
+        pxe={71: boot_item[0].to_bytes(2, "big") + boot_item[1].to_bytes(2, "big")} if boot_item else {},
+        boot_item=boot_item,
+    )
+
+
+def _describe(reply) -> str:
+    if reply is None:
+        return "no answer"
+    parts = [f"siaddr={reply.siaddr}", f"file={reply.file or '(none)'}"]
+    if reply.pxe:
+        parts.append(f"option43={reply.pxe.hex(' ')}")
+    return " ".join(parts)
+
+
+def dhcp_answers(inventory: Inventory, mac: str, server: ServerView) -> list[DhcpAnswer]:
+    """The proxy offer and the port-4011 answer each firmware class would get."""
+    answers = []
+    for label, arch, vendor in FIRMWARE_CLASSES:
+        offer = decide(_request(mac, arch, vendor, dhcp_codec.DISCOVER, None), 67, inventory, server)
+        answers.append(DhcpAnswer(label, 67, _describe(offer.reply) if offer else "no answer"))
+        item = (0x8000, 0) if arch == 0 else None
+        ack = decide(_request(mac, arch, vendor, dhcp_codec.REQUEST, item), 4011, inventory, server)
+        answers.append(DhcpAnswer(label, 4011, _describe(ack.reply) if ack else "no answer"))
+    return answers
+
+
+def preview(
+    inventory: Inventory, device_id: str, install_state: str | None, generation: int, base_url: str
+) -> NodePreview:
+    """Everything ``device_id`` gets from this server right now."""
+    choice = choose_boot(inventory, device_id, install_state)
+    result = NodePreview(device_id, choice)
+    host = re.sub(r"^https?://", "", base_url).split(":")[0].split("/")[0]
+    server = ServerView(address=str(ipaddress.IPv4Address(host)), http_port=inventory.server.http_port)
+    mac = mac_of_device_id(device_id)
+    if mac:
+        result.dhcp = dhcp_answers(inventory, mac, server)
+    for tree in LOADER_TREES:
+        result.loader_configs[tree] = render_loader_config(
+            choice, tree=tree, base_url=base_url, inventory=inventory, config_name=device_id
+        )
+    if choice.action in ("boot", "install"):
+        kb = kernel_boot(choice, base_url, inventory)
+        result.urls = [kb.kernel, *kb.initrd]
+    if choice.action == "install" and choice.node is not None:
+        from pypxe_homelab.boot.autoinstall_boot import cloud_init_file, installer_urls
+
+        result.urls += installer_urls(choice.node, base_url, inventory)
+        for name in ("user-data", "meta-data"):
+            result.cloud_init[name] = cloud_init_file(inventory, choice.node, name, base_url, generation)
+    return result

@@ -1,0 +1,110 @@
+"""`bootfiles` and `images`: put the boot loaders into the TFTP root and Ubuntu images into the HTTP root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pypxe_homelab.assets import bootloaders, images
+from pypxe_homelab.config.model import Inventory
+
+
+def _inventory(obj) -> Inventory:
+    from pypxe_homelab.config.loader import load_or_default
+
+    inventory, _used_default = load_or_default(obj.config_path)
+    return inventory
+
+
+@click.group()
+def bootfiles() -> None:
+    """Boot loaders (SYSLINUX lpxelinux.0 and syslinux.efi) in the TFTP root."""
+
+
+@bootfiles.command("install")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "packages", "upstream"]),
+    default="auto",
+    show_default=True,
+    help="packages: pxelinux/syslinux-efi/syslinux-common; upstream: the pinned SYSLINUX tarball; "
+    "auto: packages when installed.",
+)
+@click.pass_obj
+def bootfiles_install(obj, source: str) -> None:
+    """Copy the boot loaders into the TFTP root."""
+    inventory = _inventory(obj)
+    report = bootloaders.install_bootloaders(
+        inventory.paths.tftproot,
+        source=source,
+        cache=inventory.paths.cache,  # type: ignore[arg-type]
+    )
+    click.echo(f"{report.summary()} into {inventory.paths.tftproot}")
+
+
+@bootfiles.command("status")
+@click.pass_obj
+def bootfiles_status(obj) -> None:
+    """Show which boot files the configured loaders need and whether they are in place."""
+    inventory = _inventory(obj)
+    root = inventory.paths.tftproot
+    needed = bootloaders.required_files(inventory.server.loaders)
+    for rel in needed:
+        path = root / rel
+        state = f"{path.stat().st_size} bytes" if path.is_file() else "MISSING"
+        click.echo(f"{rel:24} {state}")
+    missing = bootloaders.missing_bootloaders(root, inventory.server.loaders)
+    packages = "installed" if bootloaders.packages_available() else "not installed"
+    click.echo(f"packages {', '.join(bootloaders.PACKAGES)}: {packages}")
+    if missing:
+        click.echo("run `pypxe-homelab bootfiles install` to add the missing files")
+        raise SystemExit(1)
+
+
+@click.group("images")
+def images_group() -> None:
+    """Ubuntu installer images served over HTTP."""
+
+
+@images_group.command("fetch")
+@click.argument("name")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def images_fetch(obj, name: str, quiet: bool) -> None:
+    """Download catalogue image NAME (resumes an interrupted download), check it, extract kernel and initrd."""
+    inventory = _inventory(obj)
+    info = images.fetch_image(name, inventory.paths.httproot, progress=not quiet)
+    click.echo(f"{info.name}: ready ({info.iso}, sha256 {info.sha256})")
+
+
+@images_group.command("add")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Image name nodes use as os: (default: the file name without .iso).")
+@click.pass_obj
+def images_add(obj, path: Path, name: str | None) -> None:
+    """Install a local Ubuntu live-server ISO as an image."""
+    inventory = _inventory(obj)
+    chosen = name or path.name.removesuffix(".iso").lower()
+    info = images.add_image(path, chosen, inventory.paths.httproot)
+    release = f", Ubuntu {info.release}" if info.release else ""
+    click.echo(f"{info.name}: ready ({info.iso}{release}, sha256 {info.sha256})")
+
+
+@images_group.command("list")
+@click.pass_obj
+def images_list(obj) -> None:
+    """Catalogue images and installed ones, with their state."""
+    inventory = _inventory(obj)
+    root = inventory.paths.httproot
+    ready = {info.name: info for info in images.list_images(root)}
+    catalogue = images.load_catalogue()
+    for name, entry in catalogue.items():
+        state = "ready" if name in ready else "not fetched"
+        click.echo(f"{name:18} {state:12} {entry.description}")
+    for name, info in ready.items():
+        if name not in catalogue:
+            click.echo(f"{name:18} {'ready':12} {info.label or info.iso} (added from {info.source})")
+
+
+COMMANDS = [bootfiles, images_group]

@@ -1,0 +1,89 @@
+"""`validate` and `render`: check config.yaml, and show exactly what a machine will receive."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from pypxe_homelab.cli import CliContext
+from pypxe_homelab.config.loader import load_or_default
+from pypxe_homelab.config.model import Inventory, normalise_device_id
+from pypxe_homelab.errors import UserError
+
+
+def _advertised(inventory: Inventory) -> ipaddress.IPv4Address:
+    """The address the server tells clients: server.address, else the served interface's own."""
+    if inventory.server.address is not None:
+        return inventory.server.address
+    from pypxe_homelab.server import served_interfaces
+
+    return ipaddress.IPv4Address(served_interfaces(inventory)[0].address)
+
+
+def _install_state(inventory: Inventory, device_id: str) -> tuple[str | None, int]:
+    """The node's recorded state and install generation, read from the state db when there is one."""
+    db = inventory.paths.state_db
+    if not db.exists():
+        return None, 1
+    from pypxe_homelab.state.store import StateStore
+
+    store = StateStore(db)
+    try:
+        state = store.node_state(device_id)
+        return state.state, state.generation
+    finally:
+        store.close()
+
+
+@click.command()
+@click.pass_obj
+def validate(obj: CliContext) -> None:
+    """Check config.yaml and every node's rendered autoinstall; exit 1 listing every problem."""
+    inventory, embedded = load_or_default(obj.config_path)
+    if embedded:
+        click.echo(f"{obj.config_path} does not exist: the embedded default (no nodes) is valid")
+        return
+    from pypxe_homelab.boot.autoinstall_boot import check_nodes
+
+    problems = check_nodes(inventory)
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"{obj.config_path}: valid ({len(inventory.nodes)} node(s))")
+
+
+@click.command()
+@click.argument("device_id")
+@click.pass_obj
+def render(obj: CliContext, device_id: str) -> None:
+    """Show what DEVICE_ID gets: DHCP answers per firmware, loader configs, URLs, kernel command line, cloud-init."""
+    from pypxe_homelab.boot.preview import preview
+
+    try:
+        device_id = normalise_device_id(device_id)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    inventory, _ = load_or_default(obj.config_path)
+    base_url = f"http://{_advertised(inventory)}:{inventory.server.http_port}"
+    state, generation = _install_state(inventory, device_id)
+    result = preview(inventory, device_id, state, generation, base_url)
+    known = "registered" if inventory.node(device_id) else "NOT in the inventory"
+    click.echo(f"# {device_id}: {known}; state {state or 'none yet'}; {result.choice.action}: {result.choice.reason}")
+    if result.dhcp:
+        click.echo("\n## ProxyDHCP answers")
+        for answer in result.dhcp:
+            click.echo(f"  {answer.firmware:<11} udp/{answer.port:<5} {answer.answer}")
+    for tree, text in result.loader_configs.items():
+        prefix = "" if tree == "bios" else f"{tree}/"
+        click.echo(f"\n## TFTP {prefix}pxelinux.cfg/{device_id}\n{text.rstrip()}")
+    if result.urls:
+        click.echo("\n## URLs it fetches")
+        for url in result.urls:
+            click.echo(f"  {url}")
+    for name, text in result.cloud_init.items():
+        click.echo(f"\n## {base_url}/{device_id}/cloud-init/{name}\n{text.rstrip()}")
+
+
+COMMANDS = [validate, render]

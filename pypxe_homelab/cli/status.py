@@ -1,0 +1,241 @@
+"""`status` and `reinstall`: where every node is in its install, a node's timeline, re-arming an install."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pypxe_homelab.cli import CliContext
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, normalise_device_id
+from pypxe_homelab.errors import UserError
+from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
+
+REFRESH_SECONDS = 2.0
+_STATE_STYLE = {"installed": "green", "failed": "bold red", "installing": "cyan", "booting": "blue"}
+
+
+def load_inventory(config_path: Path) -> Inventory:
+    from pypxe_homelab.config.loader import load_or_default
+
+    inventory, _ = load_or_default(config_path)
+    return inventory
+
+
+def start_hint(config_path: Path, port: int) -> str:
+    """One line saying that no server runs and how to start one."""
+    flag = "" if config_path == DEFAULT_CONFIG_PATH else f" --config {config_path}"
+    return f"no pypxe-homelab server answers on http://127.0.0.1:{port}: start one with `sudo pypxe-homelab{flag} serve`"
+
+
+def ago(epoch: float | None, now: float | None = None) -> str:
+    """'12 s ago', '3 min ago', '2 h ago', '4 d ago' or 'never'."""
+    if not epoch:
+        return "never"
+    s = max(0.0, (now or time.time()) - epoch)
+    for limit, unit, div in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
+        if s < limit:
+            return f"{s / div:.0f} {unit} ago"
+    return f"{s / 86400:.0f} d ago"
+
+
+def progress_text(node: dict[str, Any], width: int = 12) -> Text:
+    """A text progress bar for an installing node, else nothing."""
+    pct = node.get("progress")
+    if node.get("state") != "installing" or pct is None:
+        return Text("")
+    filled = round(width * max(0.0, min(100.0, pct)) / 100)
+    return (
+        Text("█" * filled, style="cyan") + Text("░" * (width - filled), style="dim") + Text(f" {pct:3.0f}%")
+    )
+
+
+def state_text(state: str) -> Text:
+    label = "not registered" if state == "unregistered" else state
+    return Text(label, style=_STATE_STYLE.get(state, "dim"))
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(title="Nodes", expand=False, header_style="bold")
+    for column in ("Node", "Device id", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
+        table.add_column(column, no_wrap=column in ("Device id", "Progress"))
+    for n in nodes:
+        table.add_row(
+            n.get("hostname") or "-",
+            n["device_id"],
+            state_text(n["state"]),
+            progress_text(n),
+            ago(n.get("last_seen")),
+            n.get("stage") or "",
+            n.get("address") or n.get("ip") or "",
+            n.get("os") or "",
+        )
+    if not nodes:
+        table.caption = "no node registered or seen yet"
+    return table
+
+
+def timeline_view(node: dict[str, Any], events: list[dict[str, Any]]) -> RenderableType:
+    head = Text.assemble(
+        (node.get("hostname") or node["device_id"], "bold"),
+        "  ",
+        state_text(node["state"]),
+        f"  generation {node['generation']}" if node.get("generation") else "",
+        "  ",
+        progress_text(node),
+        f"  last seen {ago(node.get('last_seen'))}",
+    )
+    table = Table(expand=False, show_header=True, header_style="bold", box=None)
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Event")
+    table.add_column("", justify="right")
+    for e in events:
+        style = (
+            "red" if (e.get("detail") or {}).get("result") == "FAIL" or e["kind"].endswith(".error") else ""
+        )
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
+        table.add_row(
+            stamp, Text(e["summary"], style=style), f"×{e['repeat']}" if e.get("repeat", 1) > 1 else ""
+        )
+    parts: list[RenderableType] = [head, table]
+    if node.get("suggested"):
+        parts.append(Text(f"register it with: {node['suggested']}", style="yellow"))
+    return Group(*parts)
+
+
+def run_live(render: Callable[[], RenderableType], console: Console) -> None:
+    """Redraw ``render()`` every REFRESH_SECONDS until Ctrl-C."""
+    try:
+        with Live(render(), console=console, refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(REFRESH_SECONDS)
+                live.update(render())
+    except KeyboardInterrupt:
+        pass
+
+
+def _offline_views(inventory: Inventory, device_id: str | None) -> tuple[Any, Any] | None:
+    """(nodes or node, events) read straight from the state db when no server runs; None without a db."""
+    db = inventory.paths.state_db
+    if not db.exists():
+        return None
+    from pypxe_homelab.state.store import StateStore
+    from pypxe_homelab.state.views import node_view, nodes_view
+    from pypxe_homelab.state.views import timeline_view as events_view
+
+    store = StateStore(db, use_arp=False)
+    try:
+        if device_id is None:
+            return nodes_view(inventory, store), None
+        return node_view(inventory, store, device_id), events_view(store, device_id)
+    finally:
+        store.close()
+
+
+@click.command()
+@click.argument("device_id", required=False)
+@click.option("--once", is_flag=True, help="Print once and exit instead of updating until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (implies --once).")
+@click.option("--limit", default=50, show_default=True, help="Timeline entries shown for DEVICE_ID.")
+@click.pass_obj
+def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, limit: int) -> None:
+    """Show every node's install state (or DEVICE_ID's timeline), live until Ctrl-C."""
+    if device_id is not None:
+        try:
+            device_id = normalise_device_id(device_id)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    inventory = load_inventory(obj.config_path)
+    port = inventory.server.http_port
+    api = ApiClient(port)
+    console = Console()
+
+    def fetch() -> tuple[Any, Any]:
+        if device_id is None:
+            return api.nodes(), None
+        return api.node(device_id), api.events(device_id, limit)
+
+    try:
+        data, events = fetch()
+    except ServerNotRunning:
+        data, events = None, None
+    except ApiError as exc:
+        raise UserError(str(exc)) from None
+    if data is None:
+        offline = _offline_views(inventory, device_id)
+        if offline is None:
+            raise UserError(start_hint(obj.config_path, port)) from None
+        data, events = offline
+        if data is None:
+            raise UserError(f"{device_id} is neither in {obj.config_path} nor seen on the network yet")
+        click.echo(f"({start_hint(obj.config_path, port)}; showing the last recorded state)", err=True)
+        once = True
+    if as_json:
+        click.echo(json.dumps(data if device_id is None else {**data, "events": events}, indent=2))
+        return
+
+    def render() -> RenderableType:
+        nonlocal data, events
+        with contextlib.suppress(ServerNotRunning, ApiError):  # keep showing the last answer
+            data, events = fetch()
+        return nodes_table(data) if device_id is None else timeline_view(data, events)
+
+    if once:
+        console.print(nodes_table(data) if device_id is None else timeline_view(data, events))
+        return
+    run_live(render, console)
+
+
+@click.command()
+@click.argument("device_id")
+@click.pass_obj
+def reinstall(obj: CliContext, device_id: str) -> None:
+    """Re-arm DEVICE_ID: it installs again at its next network boot (new install generation)."""
+    try:
+        device_id = normalise_device_id(device_id)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    inventory = load_inventory(obj.config_path)
+    if inventory.node(device_id) is None:
+        raise UserError(
+            f"{device_id} is not in {obj.config_path}: add it first with `pypxe-homelab add {device_id}`"
+        )
+    try:
+        generation = ApiClient(inventory.server.http_port).reinstall(device_id)
+    except ServerNotRunning:
+        generation = _reinstall_offline(inventory, device_id)
+    except ApiError as exc:
+        raise UserError(f"the server refused to re-arm {device_id}: {exc}") from None
+    click.echo(
+        f"{device_id}: re-armed (install generation {generation}); it installs at its next network boot"
+    )
+
+
+def _reinstall_offline(inventory: Inventory, device_id: str) -> int:
+    from pypxe_homelab.state.store import StateStore
+
+    db = inventory.paths.state_db
+    try:
+        store = StateStore(db, use_arp=False)
+    except (OSError, PermissionError) as exc:
+        raise UserError(f"cannot open {db}: {exc}; run with sudo or set paths.root") from None
+    except Exception as exc:  # sqlite3 errors: read-only or locked database
+        raise UserError(f"cannot update {db}: {exc}; run with sudo") from None
+    try:
+        return store.reinstall(device_id)
+    except Exception as exc:
+        raise UserError(f"cannot update {db}: {exc}; run with sudo") from None
+    finally:
+        store.close()
+
+
+COMMANDS = [status, reinstall]

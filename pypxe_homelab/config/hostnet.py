@@ -1,0 +1,170 @@
+"""Facts about this host's network (Linux, stdlib only): default route, interface addresses, resolvers.
+
+Every function reads only local kernel state or files; the paths are parameters so tests can feed fixtures.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+PROC_ROUTE = Path("/proc/net/route")
+SYS_CLASS_NET = Path("/sys/class/net")
+RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLVED_CONF = Path("/run/systemd/resolve/resolv.conf")
+
+_RTF_UP = 0x1
+_RTF_GATEWAY = 0x2
+_SIOCGIFADDR = 0x8915
+_SIOCGIFNETMASK = 0x891B
+_SIOCGIFMTU = 0x8921
+DEFAULT_MTU = 1500
+
+
+def _default_routes(route_file: Path) -> list[tuple[int, str, ipaddress.IPv4Address]]:
+    """(metric, interface, gateway) of every usable IPv4 default route, best first."""
+    try:
+        lines = route_file.read_text().splitlines()
+    except OSError:
+        return []
+    routes = []
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        iface, dest, gateway, flags, metric, mask = (
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            fields[6],
+            fields[7],
+        )
+        try:
+            if int(dest, 16) or int(mask, 16) or not int(flags, 16) & _RTF_UP:
+                continue
+            gw = ipaddress.IPv4Address(struct.pack("<I", int(gateway, 16)))
+            routes.append((int(metric), iface, gw))
+        except ValueError:
+            continue
+    return sorted(routes, key=lambda r: r[0])
+
+
+def default_route_interface(route_file: Path = PROC_ROUTE) -> str | None:
+    """The interface of the IPv4 default route with the lowest metric, or None."""
+    routes = _default_routes(route_file)
+    return routes[0][1] if routes else None
+
+
+def default_gateway(route_file: Path = PROC_ROUTE) -> ipaddress.IPv4Address | None:
+    """The gateway of the IPv4 default route with the lowest metric, or None."""
+    for _metric, _iface, gw in _default_routes(route_file):
+        if int(gw):
+            return gw
+    return None
+
+
+def _ifreq_ipv4(sock: socket.socket, request: int, name: str) -> ipaddress.IPv4Address:
+    ifreq = struct.pack("256s", name.encode()[:15])
+    reply = fcntl.ioctl(sock.fileno(), request, ifreq)
+    return ipaddress.IPv4Address(reply[20:24])
+
+
+def interface_ipv4(name: str, ip_json: str | None = None) -> ipaddress.IPv4Interface | None:
+    """The first IPv4 address (with prefix) of interface ``name``, or None when it has none or does not exist.
+
+    ``ip_json`` is the output of ``ip -j addr show``; when given it is parsed instead of asking the kernel.
+    """
+    if ip_json is not None:
+        return _ipv4_from_ip_json(name, ip_json)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            address = _ifreq_ipv4(sock, _SIOCGIFADDR, name)
+            netmask = _ifreq_ipv4(sock, _SIOCGIFNETMASK, name)
+        except OSError:
+            return _ipv4_from_ip_command(name)
+    return ipaddress.IPv4Interface(f"{address}/{netmask}")
+
+
+def _ipv4_from_ip_command(name: str) -> ipaddress.IPv4Interface | None:
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "addr", "show", "dev", name], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _ipv4_from_ip_json(name, out)
+
+
+def _ipv4_from_ip_json(name: str, text: str) -> ipaddress.IPv4Interface | None:
+    try:
+        links = json.loads(text or "[]")
+    except ValueError:
+        return None
+    for link in links:
+        if link.get("ifname") != name:
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet":
+                return ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+    return None
+
+
+def interface_mtu(name: str, sys_class_net: Path = SYS_CLASS_NET) -> int:
+    """The MTU of interface ``name``; 1500 when it cannot be read."""
+    try:
+        return int((sys_class_net / name / "mtu").read_text().strip())
+    except (OSError, ValueError):
+        pass
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock.fileno(), _SIOCGIFMTU, struct.pack("16sI", name.encode()[:15], 0))
+        return struct.unpack("16sI", reply[:20])[1]
+    except OSError:
+        return DEFAULT_MTU
+
+
+def interface_exists(name: str, sys_class_net: Path = SYS_CLASS_NET) -> bool:
+    """Whether a network interface called ``name`` exists."""
+    if not name or "/" in name:
+        return False
+    return (sys_class_net / name).exists()
+
+
+def _nameservers(path: Path) -> list[ipaddress.IPv4Address]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                found.append(ipaddress.IPv4Address(fields[1]))
+            except ValueError:
+                continue  # IPv6 or garbage
+    return found
+
+
+def upstream_dns(
+    resolv_conf: Path = RESOLV_CONF, resolved_conf: Path = RESOLVED_CONF
+) -> list[ipaddress.IPv4Address]:
+    """The host's real upstream IPv4 resolvers, in order, never a 127.x address.
+
+    When resolv.conf names only loopback resolvers (the systemd-resolved stub 127.0.0.53), the list
+    systemd-resolved itself uses is read instead.
+    """
+    servers = _nameservers(resolv_conf)
+    if not [s for s in servers if not s.is_loopback]:
+        servers = _nameservers(resolved_conf)
+    result: list[ipaddress.IPv4Address] = []
+    for server in servers:
+        if not server.is_loopback and not server.is_unspecified and server not in result:
+            result.append(server)
+    return result

@@ -1,0 +1,228 @@
+"""BOOTP/DHCP bytes ↔ typed records for the PXE proxy (parsing and building with scapy).
+
+``parse_request`` never raises: anything it cannot read is None. ``build_reply`` writes the header
+fields as given, the options in one fixed order (53, 54, 60, 97, 43, end) and pads to 300 bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from scapy.layers.dhcp import BOOTP, DHCP, DHCPRevOptions
+
+from pypxe_homelab.protocol import pxe_options
+
+MAGIC_COOKIE = b"\x63\x82\x53\x63"
+HEADER_LEN = 236
+MIN_REPLY_LEN = 300
+
+BOOTREQUEST = 1
+BOOTREPLY = 2
+
+DISCOVER = 1
+OFFER = 2
+REQUEST = 3
+DECLINE = 4
+ACK = 5
+NAK = 6
+RELEASE = 7
+INFORM = 8
+
+OPT_SERVER_ID = 54
+OPT_VENDOR_CLASS = 60
+OPT_MESSAGE_TYPE = 53
+OPT_VENDOR_SPECIFIC = 43
+OPT_USER_CLASS = 77
+OPT_CLIENT_ARCH = 93
+OPT_CLIENT_NDI = 94
+OPT_MACHINE_ID = 97
+OPT_IPXE_ENCAP = 175
+
+
+@dataclass(frozen=True)
+class DhcpRequest:
+    """What a client sent, with the PXE-relevant options decoded."""
+
+    op: int
+    htype: int
+    hlen: int
+    hops: int
+    xid: int
+    secs: int
+    flags: int
+    ciaddr: str
+    yiaddr: str
+    siaddr: str
+    giaddr: str
+    chaddr: str  # 'aa:bb:cc:dd:ee:ff' (first hlen bytes, at most 6)
+    chaddr_raw: bytes  # the 16 header bytes, copied into replies
+    message_type: int | None
+    vendor_class: str | None
+    arch: int | None  # first entry of option 93
+    arches: tuple[int, ...]
+    nic: tuple[int, ...] | None  # option 94: type, major, minor
+    machine_id: bytes | None  # option 97, raw
+    user_class: bytes | None  # option 77, raw
+    has_ipxe_opts: bool  # option 175 present
+    server_id: str | None
+    pxe: Mapping[int, bytes] = field(default_factory=dict)  # option 43 sub-options
+    boot_item: tuple[int, int] | None = None  # 43.71 as (type, layer)
+    option_order: tuple[int, ...] = ()
+
+    @property
+    def uuid(self) -> str | None:
+        """Option 97 as a UUID string (type 0, 16 bytes; first three fields little-endian as PXE sends them)."""
+        if self.machine_id is None or len(self.machine_id) != 17 or self.machine_id[0] != 0:
+            return None
+        return str(uuid.UUID(bytes_le=self.machine_id[1:]))
+
+
+@dataclass(frozen=True)
+class DhcpReply:
+    """A reply to build. Addresses are dotted quads; ``pxe`` is the encoded option-43 value or None."""
+
+    message_type: int
+    xid: int
+    chaddr_raw: bytes
+    server_id: str
+    htype: int = 1
+    hlen: int = 6
+    flags: int = 0
+    secs: int = 0
+    ciaddr: str = "0.0.0.0"
+    yiaddr: str = "0.0.0.0"
+    siaddr: str = "0.0.0.0"
+    giaddr: str = "0.0.0.0"
+    sname: str = ""
+    file: str = ""
+    vendor_class: str = "PXEClient"
+    machine_id: bytes | None = None
+    pxe: bytes | None = None
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("latin-1")
+    raise TypeError(f"unexpected option value {value!r}")
+
+
+def _options(pkt: BOOTP) -> tuple[dict[int, object], tuple[int, ...]] | None:
+    """``{code: value}`` and the order of the options up to the end marker; None when truncated."""
+    values: dict[int, object] = {}
+    order: list[int] = []
+    if DHCP not in pkt:
+        return values, ()
+    for opt in pkt[DHCP].options:
+        if opt == "end":
+            break
+        if opt == "pad":
+            continue
+        if not isinstance(opt, tuple) or len(opt) < 2:
+            return None  # a truncated option: scapy hands back the raw rest
+        name = opt[0]
+        code = name if isinstance(name, int) else DHCPRevOptions[name][0]
+        values[code] = opt[1] if len(opt) == 2 else list(opt[1:])
+        order.append(code)
+    return values, tuple(order)
+
+
+def _mac(chaddr: bytes, hlen: int) -> str:
+    return ":".join(f"{b:02x}" for b in chaddr[: min(hlen, 6) or 6])
+
+
+def _parse(payload: bytes) -> DhcpRequest | None:
+    if len(payload) < HEADER_LEN + 4 or payload[HEADER_LEN : HEADER_LEN + 4] != MAGIC_COOKIE:
+        return None
+    pkt = BOOTP(payload)
+    parsed = _options(pkt)
+    if parsed is None:
+        return None
+    values, order = parsed
+    raw_arch = _as_bytes(values[OPT_CLIENT_ARCH]) if OPT_CLIENT_ARCH in values else b""
+    arches = tuple(struct.unpack(f"!{len(raw_arch) // 2}H", raw_arch[: len(raw_arch) // 2 * 2]))
+    nic = tuple(_as_bytes(values[OPT_CLIENT_NDI])) if OPT_CLIENT_NDI in values else None
+    vendor = _as_bytes(values[OPT_VENDOR_CLASS]).decode("latin-1") if OPT_VENDOR_CLASS in values else None
+    pxe = pxe_options.decode(_as_bytes(values[OPT_VENDOR_SPECIFIC])) if OPT_VENDOR_SPECIFIC in values else {}
+    mtype = values.get(OPT_MESSAGE_TYPE)
+    server_id = values.get(OPT_SERVER_ID)
+    chaddr_raw = bytes(payload[28:44])
+    return DhcpRequest(
+        op=pkt.op,
+        htype=pkt.htype,
+        hlen=pkt.hlen,
+        hops=pkt.hops,
+        xid=pkt.xid,
+        secs=pkt.secs,
+        flags=int(pkt.flags),
+        ciaddr=str(pkt.ciaddr),
+        yiaddr=str(pkt.yiaddr),
+        siaddr=str(pkt.siaddr),
+        giaddr=str(pkt.giaddr),
+        chaddr=_mac(chaddr_raw, pkt.hlen),
+        chaddr_raw=chaddr_raw,
+        message_type=int(mtype) if isinstance(mtype, int) else None,
+        vendor_class=vendor,
+        arch=arches[0] if arches else None,
+        arches=arches,
+        nic=nic,
+        machine_id=_as_bytes(values[OPT_MACHINE_ID]) if OPT_MACHINE_ID in values else None,
+        user_class=_as_bytes(values[OPT_USER_CLASS]) if OPT_USER_CLASS in values else None,
+        has_ipxe_opts=OPT_IPXE_ENCAP in values,
+        server_id=str(ipaddress.IPv4Address(server_id)) if isinstance(server_id, str) else None,
+        pxe=pxe,
+        boot_item=pxe_options.parse_boot_item(pxe.get(pxe_options.BOOT_ITEM)),
+        option_order=order,
+    )
+
+
+def parse_request(payload: bytes) -> DhcpRequest | None:
+    """Decode a BOOTP/DHCP datagram; None for anything malformed (never raises)."""
+    try:
+        return _parse(bytes(payload))
+    except Exception:
+        return None
+
+
+def _nul_terminated(text: str, size: int, what: str) -> bytes:
+    raw = text.encode("ascii")
+    if len(raw) >= size:
+        raise ValueError(f"{what} {text!r} is longer than {size - 1} bytes")
+    return raw
+
+
+def build_reply(reply: DhcpReply) -> bytes:
+    """Encode ``reply`` as a BOOTREPLY: NUL-terminated sname/file, fixed option order, padded to 300 bytes."""
+    options: list[object] = [
+        (OPT_MESSAGE_TYPE, bytes([reply.message_type])),
+        (OPT_SERVER_ID, ipaddress.IPv4Address(reply.server_id).packed),
+        (OPT_VENDOR_CLASS, reply.vendor_class.encode("ascii")),
+    ]
+    if reply.machine_id is not None:
+        options.append((OPT_MACHINE_ID, reply.machine_id))
+    if reply.pxe is not None:
+        options.append((OPT_VENDOR_SPECIFIC, reply.pxe))
+    options.append("end")
+    pkt = BOOTP(
+        op=BOOTREPLY,
+        htype=reply.htype,
+        hlen=reply.hlen,
+        hops=0,
+        xid=reply.xid,
+        secs=reply.secs,
+        flags=reply.flags,
+        ciaddr=reply.ciaddr,
+        yiaddr=reply.yiaddr,
+        siaddr=reply.siaddr,
+        giaddr=reply.giaddr,
+        chaddr=reply.chaddr_raw[:16].ljust(16, b"\0"),
+        sname=_nul_terminated(reply.sname, 64, "server name"),
+        file=_nul_terminated(reply.file, 128, "boot file name"),
+    ) / DHCP(options=options)
+    data = bytes(pkt)
+    return data.ljust(MIN_REPLY_LEN, b"\0")

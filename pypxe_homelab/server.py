@@ -1,0 +1,261 @@
+"""`serve`: start ProxyDHCP, TFTP and HTTP in one asyncio process, reload config.yaml live, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+from pathlib import Path
+
+from pypxe_homelab.config import hostnet
+from pypxe_homelab.config.loader import load_inventory, load_or_default
+from pypxe_homelab.config.model import Inventory
+from pypxe_homelab.errors import ConfigError, UserError
+from pypxe_homelab.events import Event
+from pypxe_homelab.runtime import Runtime
+from pypxe_homelab.services.dhcp import InterfaceInfo
+
+log = logging.getLogger("pypxe_homelab.server")
+
+RELOAD_POLL_SECONDS = 1.0
+
+
+def served_interfaces(inventory: Inventory) -> list[InterfaceInfo]:
+    """The interfaces to serve: those in config, else the default route's; each must have IPv4."""
+    names = list(inventory.server.interfaces)
+    if not names:
+        default = hostnet.default_route_interface()
+        if default is None:
+            raise UserError(
+                "no default route, so no interface to serve was found: set server.interfaces: [<name>] "
+                "in config.yaml (see `ip -br addr`)"
+            )
+        names = [default]
+    return [InterfaceInfo.of(name) for name in names]
+
+
+def describe_changes(old: Inventory, new: Inventory) -> list[str]:
+    """Human lines for what a reload changed: nodes added, removed, changed; settings that need a restart."""
+    lines = []
+    for device_id in sorted(new.nodes.keys() - old.nodes.keys()):
+        lines.append(f"node added: {device_id}")
+    for device_id in sorted(old.nodes.keys() - new.nodes.keys()):
+        lines.append(f"node removed: {device_id}")
+    for device_id in sorted(old.nodes.keys() & new.nodes.keys()):
+        a, b = old.nodes[device_id], new.nodes[device_id]
+        if _without_line(a) != _without_line(b):
+            lines.append(f"node changed: {device_id}")
+    if old.defaults != new.defaults:
+        lines.append("defaults changed")
+    restart = []
+    for key in ("interfaces", "address", "http_port", "tftp_port", "proxy_dhcp"):
+        if getattr(old.server, key) != getattr(new.server, key):
+            restart.append(f"server.{key}")
+    if old.paths != new.paths:
+        restart.append("paths.root")
+    if restart:
+        lines.append(f"{', '.join(restart)} changed: takes effect after a restart of the server")
+    return lines
+
+
+def _without_line(node):  # the source line moves when other nodes are edited; it is not a change
+    from dataclasses import replace
+
+    return replace(node, line=None)
+
+
+class ConfigWatcher:
+    """Polls config.yaml (and reacts to SIGHUP); applies a valid edit, keeps the last good config otherwise."""
+
+    def __init__(self, path: Path, runtime: Runtime) -> None:
+        self.path = path
+        self.runtime = runtime
+        self._stamp = self._file_stamp()
+        self._last_error: str | None = None
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self, force: bool = False) -> bool:
+        """Reload if the file changed (or ``force``). Returns True when a new inventory was applied."""
+        stamp = self._file_stamp()
+        if not force and stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        if stamp is None:
+            if self.runtime.inventory.source is not None:
+                self._report_once(f"{self.path}: file is gone; still serving the last good config")
+            return False
+        try:
+            new = load_inventory(self.path)
+        except ConfigError as exc:
+            self._report_once("; ".join(exc.errors) + " — still serving the last good config")
+            return False
+        except UserError as exc:
+            self._report_once(f"{exc} — still serving the last good config")
+            return False
+        old = self.runtime.inventory
+        self.runtime.inventory = new
+        self._last_error = None
+        changes = describe_changes(old, new)
+        log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no changes")
+        return True
+
+    def _report_once(self, message: str) -> None:
+        digest = hashlib.sha256(message.encode()).hexdigest()
+        if digest != self._last_error:
+            log.error("config not applied: %s", message)
+            self._last_error = digest
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+            try:
+                self.check()
+            except Exception:  # the server must outlive any reload problem
+                log.exception("config reload failed; still serving the last good config")
+
+
+class Server:
+    """All services of one `serve` process."""
+
+    def __init__(self, config_path: Path, *, check_bootloaders: bool = True) -> None:
+        self.config_path = config_path
+        self.check_bootloaders = check_bootloaders
+        self.runtime: Runtime | None = None
+        self._services: list = []
+        self._stopping = asyncio.Event()
+
+    def _emit(self, event: Event) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        try:
+            runtime.store.record(event)
+        except Exception:
+            log.exception("could not record %s", event.kind)
+        from pypxe_homelab.logging_setup import log_event
+
+        log_event(event)
+
+    async def run(self) -> None:
+        from pypxe_homelab.services.dhcp import ProxyDhcpService
+        from pypxe_homelab.services.http import HttpService
+        from pypxe_homelab.services.tftp import TftpService
+        from pypxe_homelab.state.store import StateStore
+
+        inventory, embedded = load_or_default(self.config_path)
+        interfaces = served_interfaces(inventory)
+        advertise = inventory.server.address or __import__("ipaddress").IPv4Address(interfaces[0].address)
+        paths = inventory.paths
+        for d in (paths.root, paths.tftproot, paths.httproot, paths.cache):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except PermissionError as exc:
+                raise UserError(f"cannot create {d}: permission denied; run with sudo or set paths.root") from exc
+        if self.check_bootloaders:
+            from pypxe_homelab.assets.bootloaders import missing_bootloaders
+
+            missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
+            if missing:
+                raise UserError(
+                    f"boot loaders missing in {paths.tftproot}: {', '.join(missing)}; install them with "
+                    f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
+                )
+        store = StateStore(paths.state_db)
+        self.runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port)
+        _bind_inventory_view(self.runtime)
+        get_runtime = lambda: self.runtime  # noqa: E731
+
+        from pypxe_homelab.boot.tftp_files import TftpResolver
+
+        resolver = TftpResolver(get_runtime)
+        mtu = min(i.mtu for i in interfaces)
+        http = HttpService(get_runtime, inventory.server.http_port)
+        tftp = TftpService("0.0.0.0", inventory.server.tftp_port, resolver, self._emit, mtu=mtu)
+        dhcp = ProxyDhcpService(get_runtime, interfaces, self._emit) if inventory.server.proxy_dhcp else None
+        try:
+            await http.start()
+            self._services.append(http)
+            await asyncio.get_running_loop().run_in_executor(None, tftp.start)
+            self._services.append(tftp)
+            if dhcp is not None:
+                await dhcp.start()
+                self._services.append(dhcp)
+            self._summary(inventory, embedded, interfaces)
+            watcher = ConfigWatcher(self.config_path, self.runtime)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
+            watch_task = asyncio.create_task(watcher.run())
+            await self._stopping.wait()
+            log.info("stopping")
+            watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch_task
+        finally:
+            for service in reversed(self._services):
+                try:
+                    result = service.stop()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("error while stopping %s", type(service).__name__)
+            store.close()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _summary(self, inventory: Inventory, embedded: bool, interfaces: list[InterfaceInfo]) -> None:
+        if embedded:
+            log.info(
+                "no config file at %s: running on the embedded default (no nodes; every machine that "
+                "network-boots is shown by `pypxe-homelab probe`)",
+                self.config_path,
+            )
+        else:
+            log.info("config: %s", self.config_path)
+        for i in interfaces:
+            log.info("serving %s: %s/%s mtu %d", i.name, i.address, i.netmask, i.mtu)
+        runtime = self.runtime
+        assert runtime is not None
+        proxy = "ProxyDHCP udp/67+4011" if inventory.server.proxy_dhcp else "ProxyDHCP off"
+        log.info(
+            "%s, TFTP udp/%d (%s), HTTP %s; %d node(s); unknown machines: %s",
+            proxy,
+            inventory.server.tftp_port,
+            inventory.paths.tftproot,
+            runtime.base_url,
+            len(inventory.nodes),
+            "silent" if inventory.server.unknown == "ignore" else "shown their device id, then local boot",
+        )
+
+
+def _config_flag(path: Path) -> str:
+    from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH
+
+    return "" if path == DEFAULT_CONFIG_PATH else f" --config {path}"
+
+
+def _bind_inventory_view(runtime: Runtime) -> None:
+    """Let the store ask the current inventory whether an id is registered and how it installs."""
+    setter = getattr(runtime.store, "set_inventory_view", None)
+    if setter is None:
+        return
+
+    def is_registered(device_id: str) -> bool:
+        return runtime.inventory.node(device_id) is not None
+
+    def install_policy(device_id: str) -> str:
+        node = runtime.inventory.node(device_id)
+        return runtime.inventory.effective(node).install or "once" if node else "once"
+
+    setter(is_registered, install_policy)

@@ -1,0 +1,219 @@
+"""The ProxyDHCP service: UDP 67 and 4011 sockets, one pair per served interface.
+
+Each datagram is parsed, decided on against the current inventory, answered from the socket it
+arrived on and reported as an Event. A bad packet is logged in one line and never stops the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pypxe_homelab.errors import UserError
+from pypxe_homelab.events import Event, EventSink
+from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
+from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, Decision, ServerView, decide, destination
+from pypxe_homelab.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_SIOCGIFADDR = 0x8915
+_SIOCGIFNETMASK = 0x891B
+_SIOCGIFMTU = 0x8921
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """A served network interface and its IPv4 address."""
+
+    name: str
+    address: str
+    netmask: str = "255.255.255.0"
+    mtu: int = 1500
+
+    @classmethod
+    def of(cls, name: str) -> InterfaceInfo:
+        """Read the interface's IPv4 address, netmask and MTU from the kernel; UserError if it has none."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("256s", name.encode()[:15])
+            try:
+                addr = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, req)[20:24]
+                mask = fcntl.ioctl(s.fileno(), _SIOCGIFNETMASK, req)[20:24]
+                mtu = struct.unpack("i", fcntl.ioctl(s.fileno(), _SIOCGIFMTU, req)[16:20])[0]
+            except OSError as exc:
+                if exc.errno == errno.ENODEV:
+                    raise UserError(
+                        f"network interface {name!r} does not exist: fix server.interfaces in config.yaml"
+                    ) from None
+                raise UserError(
+                    f"network interface {name!r} has no IPv4 address: configure one or serve another interface"
+                ) from None
+        return cls(name, str(ipaddress.IPv4Address(addr)), str(ipaddress.IPv4Address(mask)), mtu)
+
+
+def _bind_error(exc: OSError, port: int, iface: str) -> UserError:
+    if exc.errno == errno.EADDRINUSE:
+        other = "DHCP server such as dnsmasq or isc-dhcp-server" if port == DHCP_PORT else "PXE server"
+        return UserError(
+            f"UDP port {port} is in use on {iface} (another {other}?): stop it or disable its DHCP/PXE part"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UserError(
+            f"binding UDP {port} needs root or CAP_NET_BIND_SERVICE (+CAP_NET_RAW for SO_BINDTODEVICE): "
+            "run with sudo"
+        )
+    if exc.errno == errno.ENODEV:
+        return UserError(f"network interface {iface!r} does not exist: fix server.interfaces in config.yaml")
+    return UserError(f"cannot bind UDP {port} on {iface}: {exc.strerror}")
+
+
+def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.socket:
+    """A UDP socket on 0.0.0.0:<port> tied to ``iface`` (broadcast allowed); UserError on failure."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        sock.bind(("0.0.0.0", bind_port if bind_port is not None else port))
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(exc, port, iface) from None
+    return sock
+
+
+def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[str, int]) -> Event:
+    """The Event reporting one decision."""
+    client = decision.client
+    detail = {
+        "arch": client.arch,
+        "class": client.name,
+        "firmware": client.firmware,
+        "ipxe": client.ipxe,
+        "pi": client.pi,
+        "file": decision.boot_file,
+        "xid": request.xid,
+        "port": decision.port,
+        "vendor_class": request.vendor_class,
+        "uuid": request.uuid,
+        "ciaddr": request.ciaddr,
+        "interface": iface,
+        "known": decision.known,
+        "reason": decision.reason,
+    }
+    if client.pi_serial:
+        detail["pi_serial"] = client.pi_serial
+    return Event(
+        kind=f"dhcp.{decision.kind}",
+        client=f"{src[0]}:{src[1]}",
+        device_id=decision.device_id,
+        mac=decision.mac,
+        detail=detail,
+    )
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, service: ProxyDhcpService, iface: InterfaceInfo, port: int) -> None:
+        self.service, self.iface, self.port = service, iface, port
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            out = self.service.handle(data, addr, self.iface, self.port)
+            if out is not None and self.transport is not None:
+                self.transport.sendto(*out)
+        except Exception as exc:
+            log.warning(
+                "dhcp: dropped a packet from %s:%s on %s/%s: %r", *addr, self.iface.name, self.port, exc
+            )
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("dhcp: socket error on %s/%s: %s", self.iface.name, self.port, exc)
+
+
+class ProxyDhcpService:
+    """ProxyDHCP on UDP 67 and 4011 for each interface in ``interfaces``.
+
+    ``runtime_getter`` is called for every packet, so a reload that swaps ``Runtime.inventory`` takes
+    effect at once. ``ports`` maps the protocol port (67, 4011) to the port actually bound (for tests).
+    """
+
+    def __init__(
+        self,
+        runtime_getter: Callable[[], Runtime],
+        interfaces: Sequence[InterfaceInfo],
+        emit: EventSink,
+        *,
+        ports: Mapping[int, int] | None = None,
+    ) -> None:
+        self._runtime = runtime_getter
+        self.interfaces = list(interfaces)
+        self._emit = emit
+        self._ports = dict(ports or {DHCP_PORT: DHCP_PORT, PXE_PORT: PXE_PORT})
+        self._transports: list[asyncio.BaseTransport] = []
+
+    async def start(self) -> None:
+        """Bind every socket (UserError with one line if one cannot be bound) and start answering."""
+        loop = asyncio.get_running_loop()
+        try:
+            for iface in self.interfaces:
+                for port in (DHCP_PORT, PXE_PORT):
+                    sock = open_socket(iface.name, port, self._ports[port])
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda iface=iface, port=port: _Endpoint(self, iface, port), sock=sock
+                    )
+                    self._transports.append(transport)
+        except BaseException:
+            await self.stop()
+            raise
+        names = ", ".join(f"{i.name} ({i.address})" for i in self.interfaces)
+        log.info("ProxyDHCP listening on UDP 67 and 4011 on %s", names)
+
+    async def stop(self) -> None:
+        """Close all sockets."""
+        for transport in self._transports:
+            with contextlib.suppress(Exception):
+                transport.close()
+        self._transports.clear()
+
+    def handle(
+        self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
+    ) -> tuple[bytes, tuple[str, int]] | None:
+        """Parse, decide, build and report one datagram; returns (reply bytes, destination) or None."""
+        request = parse_request(data)
+        if request is None:
+            return None
+        runtime = self._runtime()
+        server = ServerView(address=iface.address, interface=iface.name, http_port=runtime.http_port)
+        decision = decide(request, port, runtime.inventory, server)
+        if decision is None:
+            return None
+        out = None
+        if decision.reply is not None:
+            out = (build_reply(decision.reply), destination(request, port, src[0], src[1]))
+        try:
+            self._emit(event_for(decision, request, iface.name, src))
+        except Exception as exc:
+            log.warning("dhcp: event sink failed: %r", exc)
+        log.debug(
+            "dhcp: %s %s %s arch=%s on %s/%s: %s",
+            decision.kind,
+            decision.mac,
+            decision.device_id,
+            decision.client.arch,
+            iface.name,
+            port,
+            decision.reason,
+        )
+        return out

@@ -1,0 +1,451 @@
+"""The persisted state: discovered devices, node lifecycles, the event timeline and the IP → MAC table.
+
+One sqlite3 connection (WAL) guarded by a lock: the TFTP thread and the aiohttp loop both call ``record``.
+Which device ids are registered, and their install policy, come from the inventory through
+``set_inventory_view``; until it is set every device counts as registered with policy 'once'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pypxe_homelab.config.model import device_id_of_mac, is_pi_serial, mac_of_device_id, normalise_device_id
+from pypxe_homelab.events import Event
+from pypxe_homelab.state.discovery import (
+    DeviceRecord,
+    client_ip,
+    event_path,
+    is_pi_mac,
+    merge,
+    observe,
+    starts_boot,
+)
+from pypxe_homelab.state.lifecycle import NodeState, installer_progress, transition
+from pypxe_homelab.state.timeline import DEDUPE_WINDOW_SECONDS, TimelineEntry, dedupe_key
+
+__all__ = ["DeviceRecord", "NodeState", "Notification", "StateStore", "TimelineEntry"]
+
+log = logging.getLogger("pypxe_homelab.state")
+
+MAX_EVENTS_PER_DEVICE = 5000
+_PRUNE_EVERY = 500
+_UUID_NAME = re.compile(
+    r"(?:^|/)pxelinux\.cfg/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I
+)
+_HEX_IP_NAME = re.compile(r"(?:^|/)pxelinux\.cfg/([0-9A-F]{8})$")
+_MAC_NAME = re.compile(r"(?:^|/)pxelinux\.cfg/01-([0-9a-f]{2}(?:-[0-9a-f]{2}){5})$", re.I)
+_SERIAL_PREFIX = re.compile(r"^([0-9a-f]{8})/", re.I)
+_MAC_PREFIX = re.compile(r"^([0-9a-f]{2}(?:-[0-9a-f]{2}){5})/", re.I)
+_ARP_TABLE = Path("/proc/net/arp")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS devices_mac ON devices (mac);
+CREATE TABLE IF NOT EXISTS nodes (
+    device_id TEXT PRIMARY KEY, state TEXT NOT NULL, generation INTEGER NOT NULL,
+    updated REAL NOT NULL, progress REAL, last_event TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, generation INTEGER NOT NULL,
+    kind TEXT NOT NULL, client TEXT, mac TEXT, detail TEXT NOT NULL, time REAL NOT NULL,
+    dedupe TEXT, repeat INTEGER NOT NULL DEFAULT 1, last_time REAL);
+CREATE INDEX IF NOT EXISTS events_device ON events (device_id, id);
+CREATE TABLE IF NOT EXISTS ip_mac (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, time REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What subscribers get after each recorded event: the entry, the device and its node state (if registered)."""
+
+    entry: TimelineEntry
+    device: DeviceRecord
+    node: NodeState | None
+
+    def to_json(self) -> dict:
+        return {
+            "device_id": self.device.device_id,
+            "event": self.entry.to_json(),
+            "node": self.node.to_json() if self.node else None,
+            "stage": self.device.stage,
+        }
+
+
+def _uuid_digits(text: str | None) -> set[str]:
+    """Hex forms a UUID may be written in: as sent, and with the first three fields byte-swapped."""
+    if not text:
+        return set()
+    digits = re.sub(r"[^0-9a-f]", "", text.lower())
+    if len(digits) == 34 and digits.startswith("00"):
+        digits = digits[2:]
+    if len(digits) != 32:
+        return {digits}
+
+    def swap(s: str) -> str:
+        return "".join(reversed([s[i : i + 2] for i in range(0, len(s), 2)]))
+
+    swapped = swap(digits[0:8]) + swap(digits[8:12]) + swap(digits[12:16]) + digits[16:]
+    return {digits, swapped}
+
+
+def _arp_mac(ip: str) -> str | None:
+    """The kernel's ARP entry for ``ip`` (what it learned from the client's own packets), or None."""
+    try:
+        lines = _ARP_TABLE.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        cols = line.split()
+        if len(cols) >= 4 and cols[0] == ip and cols[2] != "0x0" and cols[3] != "00:00:00:00:00:00":
+            return cols[3].lower()
+    return None
+
+
+class StateStore:
+    """Devices, node lifecycles and timelines, persisted in sqlite under the data root (or in memory)."""
+
+    def __init__(self, path: Path | None, *, use_arp: bool = True) -> None:
+        """Open (creating it and its folder if needed) the database at ``path``; None keeps everything in memory.
+
+        ``use_arp``: let ``mac_for_ip`` fall back to the kernel's ARP table.
+        """
+        self.path = path
+        self._use_arp = use_arp
+        self._lock = threading.RLock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._subscribers: list[Callable[[Notification], None]] = []
+        self._is_registered: Callable[[str], bool] = lambda _id: True
+        self._policy: Callable[[str], str] = lambda _id: "once"
+        self._inserts = 0
+        self._closed = False
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def set_inventory_view(
+        self, is_registered: Callable[[str], bool], install_policy: Callable[[str], str]
+    ) -> None:
+        """Tell the store which device ids are registered and their effective install policy."""
+        self._is_registered = is_registered
+        self._policy = install_policy
+
+    def subscribe(self, callback: Callable[[Notification], None]) -> Callable[[], None]:
+        """Call ``callback`` (from the recording thread) after every recorded event; returns the unsubscriber."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """Attach ``event`` to its device, update the device record, the node state and the timeline."""
+        note: Notification | None = None
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                note = self._record(event)
+                self._db.execute("COMMIT")
+            except Exception as exc:  # an odd event must never take a service down
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.warning("state: could not record %s from %s: %s", event.kind, event.client or "?", exc)
+                return
+            subscribers = list(self._subscribers)
+        if note is not None:
+            for callback in subscribers:
+                try:
+                    callback(note)
+                except Exception as exc:
+                    log.warning("state: a subscriber failed: %s", exc)
+
+    def _record(self, event: Event) -> Notification | None:
+        ip = client_ip(event.client)
+        device_id, mac, strong = self._resolve(event, ip)
+        if device_id is None:
+            log.debug("state: %s from %s names no device yet", event.kind, event.client or "?")
+            return None
+        if is_pi_serial(device_id) and not mac and ip:
+            mac = self._pi_mac_behind(ip)
+        if mac and not event.mac:
+            event = replace(event, mac=mac)
+        event = replace(event, device_id=device_id)
+        if is_pi_serial(device_id) and event.mac:
+            self._adopt_pi_mac_record(device_id, event.mac)
+        previous = self._device(device_id)
+        new_boot = starts_boot(previous, event)
+        device = observe(previous, device_id, event, ip)
+        self._save_device(device)
+        self._learn_ip(event, ip, device, strong)
+        node: NodeState | None = None
+        if self._is_registered(device_id):
+            before = self.node_state(device_id)
+            node = transition(before, event, self._policy(device_id), new_boot)
+            self._save_node(node)
+        generation = node.generation if node else 1
+        if event.kind == "install.event":
+            pct = installer_progress(event.detail)
+            if pct is not None:
+                event = replace(event, detail={**event.detail, "progress": pct})
+        entry = self._append(event, generation)
+        return Notification(entry, device, node)
+
+    def _resolve(self, event: Event, ip: str | None) -> tuple[str | None, str | None, bool]:
+        """(device id, MAC, strong): strong when the event itself names the machine, not only its IP."""
+        d = event.detail
+        mac = event.mac.lower() if event.mac else None
+        serial = str(d.get("serial") or "").lower()
+        if is_pi_serial(serial):
+            return serial, mac, True
+        if event.device_id:
+            try:
+                device_id = normalise_device_id(event.device_id)
+            except ValueError:
+                device_id = None
+            if device_id:
+                mac = mac or mac_of_device_id(device_id)
+                return (self._id_for_mac(mac) if mac else device_id), mac, True
+        if mac:
+            return self._id_for_mac(mac), mac, True
+        path = event_path(event) if event.kind.startswith("tftp.") else ""
+        if path:
+            found = self._resolve_path(path)
+            if found:
+                return found[0], found[1], True
+        if ip:
+            known = self.mac_for_ip(ip)
+            if known:
+                return self._id_for_mac(known), known, False
+        return None, None, False
+
+    def _resolve_path(self, raw: str) -> tuple[str, str | None] | None:
+        path = "/".join(part for part in raw.replace("\\", "/").split("/") if part not in ("", "."))
+        if m := _MAC_NAME.search(path) or _MAC_PREFIX.match(path):
+            mac = m.group(1).lower().replace("-", ":")
+            return self._id_for_mac(mac), mac
+        if m := _SERIAL_PREFIX.match(path):
+            return m.group(1).lower(), None
+        if m := _UUID_NAME.search(path):
+            wanted = _uuid_digits(m.group(1))
+            for device_id, mac, uuid in self._db.execute("SELECT device_id, mac, uuid FROM devices"):
+                if _uuid_digits(uuid) & wanted:
+                    return device_id, mac
+            return None
+        if m := _HEX_IP_NAME.search(path):
+            ip = ".".join(str(b) for b in bytes.fromhex(m.group(1)))
+            mac = self.mac_for_ip(ip)
+            return (self._id_for_mac(mac), mac) if mac else None
+        return None
+
+    def _pi_mac_behind(self, ip: str) -> str | None:
+        """The MAC behind a Pi's address, when what is known there is a Raspberry Pi."""
+        mac = self.mac_for_ip(ip)
+        if not mac:
+            return None
+        known = self._device(device_id_of_mac(mac))
+        return mac if is_pi_mac(mac) or (known is not None and known.pi) else None
+
+    def _id_for_mac(self, mac: str) -> str:
+        """A Pi already known by its serial keeps that id; anything else is ``01-<mac>``."""
+        row = self._db.execute(
+            "SELECT device_id FROM devices WHERE mac = ? AND length(device_id) = 8 LIMIT 1", (mac,)
+        ).fetchone()
+        return row[0] if row else device_id_of_mac(mac)
+
+    def _adopt_pi_mac_record(self, serial: str, mac: str) -> None:
+        """Fold the record a Pi got under its MAC (before its serial was seen) into its serial record."""
+        mac_id = device_id_of_mac(mac)
+        other = self._device(mac_id)
+        if other is None or not other.pi:
+            return
+        mine = self._device(serial)
+        merged = merge(mine, other) if mine else replace(other, device_id=serial)
+        self._save_device(merged)
+        self._db.execute("DELETE FROM devices WHERE device_id = ?", (mac_id,))
+        self._db.execute("UPDATE events SET device_id = ? WHERE device_id = ?", (serial, mac_id))
+        if not self._is_registered(mac_id):
+            self._db.execute("DELETE FROM nodes WHERE device_id = ?", (mac_id,))
+
+    def _learn_ip(self, event: Event, ip: str | None, device: DeviceRecord, strong: bool) -> None:
+        ciaddr = event.detail.get("ciaddr") if event.kind.startswith("dhcp.") else None
+        mac = event.mac or device.mac
+        if not mac:
+            return
+        for address in (ciaddr, ip if strong and not event.kind.startswith("dhcp.") else None):
+            if address and address not in ("0.0.0.0", "127.0.0.1", "::1"):
+                self._db.execute(
+                    "INSERT INTO ip_mac (ip, mac, time) VALUES (?, ?, ?) "
+                    "ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, time = excluded.time",
+                    (address, mac, event.time),
+                )
+
+    def _append(self, event: Event, generation: int) -> TimelineEntry:
+        key = dedupe_key(event)
+        if key is not None:
+            row = self._db.execute(
+                "SELECT id, repeat, time, last_time, detail FROM events WHERE device_id = ? AND dedupe = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (event.device_id, key),
+            ).fetchone()
+            if row and event.time - (row[3] or row[2]) <= DEDUPE_WINDOW_SECONDS:
+                self._db.execute(
+                    "UPDATE events SET repeat = repeat + 1, last_time = ? WHERE id = ?", (event.time, row[0])
+                )
+                first = replace(event, time=row[2], detail=json.loads(row[4]))
+                return TimelineEntry(row[0], first, generation, row[1] + 1, event.time)
+        detail = json.dumps(event.detail, default=str)
+        cur = self._db.execute(
+            "INSERT INTO events (device_id, generation, kind, client, mac, detail, time, dedupe) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.device_id, generation, event.kind, event.client, event.mac, detail, event.time, key),
+        )
+        self._inserts += 1
+        if self._inserts % _PRUNE_EVERY == 0:
+            self._prune()
+        return TimelineEntry(int(cur.lastrowid or 0), replace(event, detail=json.loads(detail)), generation)
+
+    def _prune(self) -> None:
+        for (device_id,) in self._db.execute("SELECT DISTINCT device_id FROM events").fetchall():
+            self._db.execute(
+                "DELETE FROM events WHERE device_id = ? AND id <= (SELECT id FROM events WHERE device_id = ? "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (device_id, device_id, MAX_EVENTS_PER_DEVICE),
+            )
+
+    # -- persistence helpers --------------------------------------------------------------------
+
+    def _device(self, device_id: str) -> DeviceRecord | None:
+        row = self._db.execute("SELECT data FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return DeviceRecord.from_json(json.loads(row[0])) if row else None
+
+    def _save_device(self, rec: DeviceRecord) -> None:
+        self._db.execute(
+            "INSERT INTO devices (device_id, mac, uuid, data) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) "
+            "DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, data = excluded.data",
+            (rec.device_id, rec.mac, rec.uuid, json.dumps(rec.to_json())),
+        )
+
+    def _save_node(self, node: NodeState) -> None:
+        self._db.execute(
+            "INSERT INTO nodes (device_id, state, generation, updated, progress, last_event) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET state = excluded.state, "
+            "generation = excluded.generation, updated = excluded.updated, progress = excluded.progress, "
+            "last_event = excluded.last_event",
+            (node.device_id, node.state, node.generation, node.updated, node.progress, node.last_event),
+        )
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def node_state(self, device_id: str) -> NodeState:
+        """The node's lifecycle state; a node never seen is 'discovered', generation 1."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state, generation, updated, progress, last_event FROM nodes WHERE device_id = ?",
+                (device_id,),
+            ).fetchone()
+        if row is None:
+            return NodeState(device_id)
+        return NodeState(device_id, row[0], int(row[1]), float(row[2]), row[3], row[4])
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        """The MAC last seen behind ``ip`` (4011 ciaddr, TFTP/HTTP of a known machine, else the ARP table)."""
+        with self._lock:
+            row = self._db.execute("SELECT mac FROM ip_mac WHERE ip = ?", (ip,)).fetchone()
+        if row:
+            return row[0]
+        return _arp_mac(ip) if self._use_arp else None
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        with self._lock:
+            return self._device(device_id)
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every device discovered, registered or not, most recently seen first."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM devices").fetchall()
+        records = [DeviceRecord.from_json(json.loads(r[0])) for r in rows]
+        return sorted(records, key=lambda r: r.last_seen, reverse=True)
+
+    def timeline(self, device_id: str, limit: int = 200) -> list[TimelineEntry]:
+        """The node's last ``limit`` timeline entries, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, generation, kind, client, mac, detail, time, repeat, last_time FROM events "
+                "WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+                (device_id, max(1, int(limit))),
+            ).fetchall()
+        entries = []
+        for rid, gen, kind, client, mac, detail, t, repeat, last_time in reversed(rows):
+            event = Event(kind, client or "", device_id, mac, json.loads(detail), t)
+            entries.append(TimelineEntry(rid, event, gen, repeat, last_time))
+        return entries
+
+    def events(self, device_id: str, limit: int = 200) -> list[Event]:
+        """The node's last ``limit`` events, oldest first; folded retries carry ``detail['repeat']``."""
+        out = []
+        for entry in self.timeline(device_id, limit):
+            e = entry.event
+            out.append(replace(e, detail={**e.detail, "repeat": entry.repeat}) if entry.repeat > 1 else e)
+        return out
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def reinstall(self, device_id: str) -> int:
+        """Re-arm a node: a new install generation (so a new instance-id), state back to discovered."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                generation = self.node_state(device_id).generation + 1
+                node = NodeState(device_id, "discovered", generation, now, None, "reinstall")
+                self._save_node(node)
+                event = Event(
+                    "node.reinstall",
+                    "",
+                    device_id,
+                    mac_of_device_id(device_id),
+                    {"generation": generation},
+                    now,
+                )
+                entry = self._append(event, generation)
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+            device = self._device(device_id) or DeviceRecord(device_id, first_seen=now, last_seen=now)
+            subscribers = list(self._subscribers)
+        log.info("%s: re-armed for install, generation %d", device_id, generation)
+        for callback in subscribers:
+            try:
+                callback(Notification(entry, device, node))
+            except Exception as exc:
+                log.warning("state: a subscriber failed: %s", exc)
+        return generation
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()

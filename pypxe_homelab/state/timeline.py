@@ -1,0 +1,114 @@
+"""Timeline entries: one stored event of a node, and a one-line human summary of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pypxe_homelab.events import Event
+
+DEDUPE_WINDOW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """A stored event; ``repeat`` counts identical requests folded into it (retries within 30 s)."""
+
+    id: int
+    event: Event
+    generation: int
+    repeat: int = 1
+    last_time: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "id": self.id,
+            "time": e.time,
+            "kind": e.kind,
+            "client": e.client,
+            "device_id": e.device_id,
+            "mac": e.mac,
+            "detail": e.detail,
+            "generation": self.generation,
+            "repeat": self.repeat,
+            "last_time": self.last_time,
+            "summary": describe(e),
+        }
+
+
+def dedupe_key(event: Event) -> str | None:
+    """Events with the same key within DEDUPE_WINDOW_SECONDS are one timeline entry (retries, probes)."""
+    d = event.detail
+    if event.kind.startswith("dhcp."):
+        return f"{event.kind}|{d.get('xid')}|{d.get('port')}"
+    if event.kind in ("tftp.rrq", "tftp.error", "tftp.abort", "http.error"):
+        return f"{event.kind}|{d.get('path')}"
+    return None
+
+
+def human_bytes(n: Any) -> str:
+    """1536 → '1.5 KiB'."""
+    try:
+        size = float(n)
+    except (TypeError, ValueError):
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _transfer(d: dict[str, Any]) -> str:
+    text = f"{d.get('path', '?')} {human_bytes(d.get('bytes'))}"
+    duration = d.get("duration")
+    if isinstance(duration, (int, float)) and duration > 0:
+        text += f" in {duration:.1f} s"
+        if isinstance(d.get("bytes"), (int, float)):
+            text += f" ({human_bytes(d['bytes'] / duration)}/s)"
+    return text
+
+
+def describe(event: Event) -> str:
+    """One line saying what happened, e.g. ``TFTP sent efi64/syslinux.efi 160.3 KiB in 0.4 s (400.1 KiB/s)``."""
+    d = event.detail
+    k = event.kind
+    if k == "dhcp.offer":
+        return f"proxy offer ({d.get('class') or 'arch ' + str(d.get('arch'))}) → {d.get('file') or 'no boot file'}"
+    if k == "dhcp.ack":
+        return f"boot server ack (4011) → {d.get('file') or 'no boot file'}"
+    if k == "dhcp.ignored":
+        return f"DHCP ignored: {d.get('reason') or d.get('class') or 'not served'}"
+    if k == "tftp.rrq":
+        return f"TFTP request {d.get('path', '?')}"
+    if k == "tftp.done":
+        return f"TFTP sent {_transfer(d)}"
+    if k == "tftp.error":
+        return f"TFTP error {d.get('path', '?')}: {d.get('error') or d.get('message') or 'failed'}"
+    if k == "tftp.abort":
+        return f"TFTP aborted by client {d.get('path', '?')} (size probe)"
+    if k == "http.get":
+        return f"HTTP {d.get('what', 'file')} {d.get('path', '?')}"
+    if k == "http.done":
+        return f"HTTP sent {d.get('what', 'file')} {_transfer(d)}"
+    if k in ("http.error", "http.abort"):
+        return (
+            f"HTTP {k.split('.')[1]} {d.get('path', '?')} {d.get('status') or d.get('reason') or ''}".rstrip()
+        )
+    if k == "cloudinit.fetch":
+        return f"cloud-init fetched {d.get('file', '?')}"
+    if k == "install.event":
+        text = f"installer {d.get('event_type', '?')} {d.get('name', '?')}"
+        if d.get("result"):
+            text += f" {d['result']}"
+        if d.get("description"):
+            text += f": {d['description']}"
+        if d.get("progress") is not None:
+            text += f" ({d['progress']:.0f}%)"
+        return text
+    if k == "install.callback":
+        return "install finished (callback)"
+    if k == "node.reinstall":
+        return f"re-armed for install, generation {d.get('generation')}"
+    return k

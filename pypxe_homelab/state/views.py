@@ -1,0 +1,104 @@
+"""JSON views of the state joined with the inventory: what the API serves and what the CLI prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.state.discovery import DeviceRecord
+from pypxe_homelab.state.store import StateStore
+
+
+def device_facts(rec: DeviceRecord) -> dict[str, Any]:
+    """A device record as JSON, with the facts and where each was learned."""
+    return rec.to_json()
+
+
+def suggested_add(rec: DeviceRecord) -> str:
+    """The command that registers a discovered device (the address is a suggestion to adjust)."""
+    address = f"{rec.ip}/24" if rec.ip else "<address>/<prefix>"
+    return f"pypxe-homelab add {rec.device_id} --node-address {address}"
+
+
+def _node_json(
+    inventory: Inventory, store: StateStore, node: Node, rec: DeviceRecord | None
+) -> dict[str, Any]:
+    eff = inventory.effective(node)
+    state = store.node_state(node.device_id)
+    return {
+        "device_id": node.device_id,
+        "registered": True,
+        "hostname": node.name,
+        "address": str(node.address) if node.address else None,
+        "os": eff.os,
+        "install": eff.install,
+        "state": state.state,
+        "generation": state.generation,
+        "progress": state.progress,
+        "updated": state.updated or None,
+        "last_event": state.last_event,
+        "last_seen": rec.last_seen if rec else None,
+        "stage": rec.stage if rec else None,
+        "mac": node.mac or (rec.mac if rec else None),
+        "ip": rec.ip if rec else None,
+        "firmware": rec.firmware if rec else None,
+        "pi": node.is_pi or bool(rec and rec.pi),
+    }
+
+
+def _unregistered_json(rec: DeviceRecord) -> dict[str, Any]:
+    return {
+        "device_id": rec.device_id,
+        "registered": False,
+        "hostname": None,
+        "address": None,
+        "os": None,
+        "install": None,
+        "state": "unregistered",
+        "generation": None,
+        "progress": None,
+        "updated": None,
+        "last_event": None,
+        "last_seen": rec.last_seen,
+        "stage": rec.stage,
+        "mac": rec.mac,
+        "ip": rec.ip,
+        "firmware": rec.firmware,
+        "pi": rec.pi,
+    }
+
+
+def nodes_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
+    """Every registered node (inventory order), then every discovered device not registered (flagged)."""
+    records = {r.device_id: r for r in store.devices()}
+    out = [
+        _node_json(inventory, store, node, records.get(node.device_id)) for node in inventory.nodes.values()
+    ]
+    out += [_unregistered_json(r) for r in records.values() if r.device_id not in inventory.nodes]
+    return out
+
+
+def node_view(inventory: Inventory, store: StateStore, device_id: str) -> dict[str, Any] | None:
+    """One node (or discovered device) with its device facts; None when neither registered nor seen."""
+    rec = store.device(device_id)
+    node = inventory.node(device_id)
+    if node is None and rec is None:
+        return None
+    out = _node_json(inventory, store, node, rec) if node else _unregistered_json(rec)  # type: ignore[arg-type]
+    out["device"] = device_facts(rec) if rec else None
+    if node is None and rec is not None:
+        out["suggested"] = suggested_add(rec)
+    return out
+
+
+def devices_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
+    """Discovered devices not yet in the inventory, with their facts and the command that adds them."""
+    return [
+        {**device_facts(r), "suggested": suggested_add(r)}
+        for r in store.devices()
+        if r.device_id not in inventory.nodes
+    ]
+
+
+def timeline_view(store: StateStore, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    return [entry.to_json() for entry in store.timeline(device_id, limit)]

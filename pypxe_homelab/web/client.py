@@ -1,0 +1,60 @@
+"""A small client of the running server's JSON API, for the CLI (``probe``, ``status``, ``reinstall``)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pypxe_homelab.web.api import LOCAL_HEADER
+
+
+class ServerNotRunning(Exception):
+    """Nothing answers on the API address."""
+
+
+class ApiError(Exception):
+    """The server answered with an error; the message is the server's."""
+
+
+class ApiClient:
+    """Talks to ``http://127.0.0.1:<http_port>``."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> None:
+        self.base = f"http://{host}:{port}"
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str) -> Any:
+        headers = {LOCAL_HEADER: "1"} if method == "POST" else {}
+        req = urllib.request.Request(
+            self.base + path, method=method, headers=headers, data=b"" if method == "POST" else None
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", err.reason)
+            except ValueError:
+                message = err.reason
+            raise ApiError(str(message)) from err
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+            raise ServerNotRunning(self.base) from err
+        except ValueError as err:
+            raise ApiError(f"{self.base}{path} did not answer JSON: is it pypxe-homelab?") from err
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/nodes")["nodes"]
+
+    def node(self, device_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/nodes/{device_id}")
+
+    def events(self, device_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/nodes/{device_id}/events?limit={limit}")["events"]
+
+    def devices(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/devices")["devices"]
+
+    def reinstall(self, device_id: str) -> int:
+        return int(self._call("POST", f"/api/nodes/{device_id}/reinstall")["generation"])

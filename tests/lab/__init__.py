@@ -1,0 +1,1 @@
+"""Test lab: isolated network namespaces, a home-router DHCP server and QEMU machines."""

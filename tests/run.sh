@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a Debian/Ubuntu machine, then run it.
+#   sudo bash tests/run.sh            # the whole suite: unit, namespace integration, browser, QEMU boots
+#   sudo bash tests/run.sh -m "not e2e"   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh: run as root (sudo bash tests/run.sh): the tests create network namespaces and boot VMs" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  python3 python3-venv python3-pip iproute2 procps
+  qemu-system-x86 ovmf ipxe-qemu seabios            # the firmware the end-to-end boots use
+  pxelinux syslinux-common syslinux-efi             # the boot loaders served
+  busybox-static cpio linux-image-amd64             # kernel + tiny initrds the test machines boot
+  dnsmasq-base                                      # the "home router" DHCP server of the test LAN
+  chromium chromium-driver                          # the status page test
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+.venv/bin/ruff check pypxe_homelab tests
+exec .venv/bin/python -m pytest "$@"

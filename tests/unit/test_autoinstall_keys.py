@@ -1,0 +1,52 @@
+"""SSH keys for the installed system: sources in order, and refusal of anything that is not a public key."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pypxe_homelab.boot.autoinstall import HostNetwork, authorized_keys, check_node, render_user_data
+from pypxe_homelab.errors import UserError
+from tests.fixtures.autoinstall.inventories import BASE_URL, PC_ID, inventory, public_key
+
+HOST = HostNetwork(ipaddress.IPv4Address("192.168.1.1"))
+
+PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def test_private_key_is_refused(tmp_path):
+    inv = inventory(tmp_path, keys=(PRIVATE,))
+    with pytest.raises(UserError, match="node01.*PRIVATE"):
+        render_user_data(inv, inv.nodes[PC_ID], BASE_URL, 1, host=HOST)
+
+
+def test_garbage_key_is_refused(tmp_path):
+    inv = inventory(tmp_path, keys=("ssh-ed25519 not-base64!! me@x",))
+    with pytest.raises(UserError, match="node01.*SSH key 1"):
+        authorized_keys(inv, inv.nodes[PC_ID])
+    assert any("SSH key 1" in p for p in check_node(inv, inv.nodes[PC_ID], host=HOST))
+
+
+def test_empty_key_set_is_refused(tmp_path):
+    empty = tmp_path / "authorized_keys"
+    empty.write_text("# nothing here\n\n")
+    inv = inventory(tmp_path, keys=(), keys_file=empty)
+    with pytest.raises(UserError, match="no SSH public key"):
+        authorized_keys(inv, inv.nodes[PC_ID])
+
+
+def test_keys_file_is_used_when_no_keys_are_listed(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text(f"# team\n{public_key('a@x', 2)}\n{public_key('b@x', 3)}\n")
+    inv = inventory(tmp_path, keys=(), keys_file=path)
+    assert authorized_keys(inv, inv.nodes[PC_ID]) == [public_key("a@x", 2), public_key("b@x", 3)]
+
+
+def test_node_keys_win_over_defaults(tmp_path):
+    from dataclasses import replace
+
+    inv = inventory(tmp_path)
+    node = replace(inv.nodes[PC_ID], ssh_authorized_keys=(public_key("node@x", 7),))
+    inv = replace(inv, nodes={**inv.nodes, PC_ID: node})
+    assert authorized_keys(inv, node) == [public_key("node@x", 7)]
