@@ -23,11 +23,17 @@ class BootChoice:
 
 
 def choose_boot(inventory: Inventory, device_id: str | None, install_state: str | None) -> BootChoice:
-    """Decide what ``device_id`` boots, given its install state (``installed``, ``failed``, … or None)."""
+    """Decide what ``device_id`` boots, given its install state (``installed``, ``failed``, … or None).
+
+    A node's own ``boot:`` wins over an ``os:`` inherited from defaults; its own ``os:`` wins over ``boot:``.
+    """
     node = inventory.node(device_id)
     if node is None:
         return BootChoice("unknown", device_id, reason="not in the inventory")
+    raw = node
     node = inventory.effective(node)
+    if raw.boot is not None and not raw.os:
+        return BootChoice("boot", device_id, node, f"boots {raw.boot.kernel}")
     if node.os:
         if node.install == "never":
             return BootChoice("local", device_id, node, "install: never")
@@ -39,6 +45,4 @@ def choose_boot(inventory: Inventory, device_id: str | None, install_state: str 
                 f"{node.os} is installed; run 'pypxe-homelab reinstall {device_id}' to install again",
             )
         return BootChoice("install", device_id, node, f"installs {node.os}")
-    if node.boot is not None:
-        return BootChoice("boot", device_id, node, f"boots {node.boot.kernel}")
     return BootChoice("local", device_id, node, "no boot: or os: configured for this node")

@@ -120,7 +120,7 @@ def add(
         inherited.append(f"gateway {effective_gateway}")
     elif gateway is None:
         gateway = effective_gateway = hostnet.default_gateway()
-    if effective_gateway is not None:
+    if effective_gateway is not None and effective_gateway != address.ip:
         try:
             V.check_gateway(effective_gateway, address)
         except V.Invalid as exc:

@@ -67,7 +67,7 @@ def state_text(state: str) -> Text:
 def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     table = Table(title="Nodes", expand=False, header_style="bold")
     for column in ("Node", "Device id", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
-        table.add_column(column, no_wrap=column in ("Device id", "Progress"))
+        table.add_column(column, no_wrap=column in ("Device id", "State", "Progress"))
     for n in nodes:
         table.add_row(
             n.get("hostname") or "-",

@@ -271,10 +271,12 @@ def _remove_text(text: str, name: str, device_id: str) -> str:
     layout = _layout(text, name)
     for position, entry in enumerate(layout.entries):
         if entry.device_id == device_id:
-            first = entry.first
+            first, last = entry.first, entry.last
             if position > 0 and not layout.lines[first - 1].strip():
-                first -= 1
-            return "".join(layout.lines[:first] + layout.lines[entry.last + 1 :])
+                first -= 1  # the blank line that separated it from the previous entry
+            elif position == 0 and len(layout.entries) > 1 and not layout.lines[last + 1].strip():
+                last += 1  # the first entry: drop the blank line between it and the next one instead
+            return "".join(layout.lines[:first] + layout.lines[last + 1 :])
     raise UserError(f"{name}: {device_id} is not in the inventory; see `pypxe-homelab list`")
 
 

@@ -104,13 +104,14 @@ def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[s
         "port": decision.port,
         "vendor_class": request.vendor_class,
         "uuid": request.uuid,
+        "nic": ".".join(str(x) for x in request.nic) if request.nic else None,
         "ciaddr": request.ciaddr,
         "interface": iface,
         "known": decision.known,
         "reason": decision.reason,
     }
     if client.pi_serial:
-        detail["pi_serial"] = client.pi_serial
+        detail["serial"] = client.pi_serial
     return Event(
         kind=f"dhcp.{decision.kind}",
         client=f"{src[0]}:{src[1]}",

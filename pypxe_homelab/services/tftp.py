@@ -21,6 +21,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +60,8 @@ log = logging.getLogger(__name__)
 
 RESEND_TIMEOUT = 2.0  # seconds before the last packet is sent again; never sooner (Pi 4 hangs on duplicates)
 RESEND_TRIES = 5
-_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the constant
+# The local address a request was sent to (so replies leave from it); Python 3.11 lacks the Linux constant.
+_IP_PKTINFO: int | None = getattr(socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None)
 _MAX_DATAGRAM = 65536
 
 
@@ -75,7 +77,7 @@ class TftpFile:
             raise ValueError("TftpFile needs exactly one of data or path")
 
 
-Resolver = Callable[[str, tuple[str, int]], "TftpFile | None"]
+Resolver = Callable[[str, tuple[str, int]], TftpFile | None]
 
 
 def static_file(root: Path, path: str) -> Path | None:
@@ -176,7 +178,7 @@ class TftpService:
         except OSError as exc:
             sock.close()
             raise _bind_error(exc, self.bind, self.port) from None
-        if self.bind in ("", "0.0.0.0"):
+        if self.bind in ("", "0.0.0.0") and _IP_PKTINFO is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
                 self._pktinfo = True
@@ -254,7 +256,7 @@ class TftpService:
     def _receive_request(self) -> tuple[bytes, tuple[str, int], str]:
         """One datagram from the listening socket, its sender and the local address it was sent to."""
         assert self._sock is not None
-        if not self._pktinfo:
+        if not self._pktinfo or _IP_PKTINFO is None:
             data, addr = self._sock.recvfrom(_MAX_DATAGRAM)
             return data, addr, self.bind
         data, ancdata, _flags, addr = self._sock.recvmsg(_MAX_DATAGRAM, socket.CMSG_SPACE(12))

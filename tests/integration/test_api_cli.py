@@ -31,7 +31,9 @@ def _config(tmp_path: Path, port: int) -> Path:
 
 
 def _cli(config: Path, *args: str):
-    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+    return CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["--config", str(config), *args], catch_exceptions=False
+    )
 
 
 @pytest.fixture
@@ -44,7 +46,9 @@ def running(tmp_path: Path):
 
 def test_status_probe_and_reinstall_through_the_api(running) -> None:
     server, config = running
-    server.runtime.emit(Event("dhcp.offer", "0.0.0.0:68", PC, PC_MAC, {"arch": 7, "class": "efi64", "port": 67}))
+    server.runtime.emit(
+        Event("dhcp.offer", "0.0.0.0:68", PC, PC_MAC, {"arch": 7, "class": "efi64", "port": 67})
+    )
     server.runtime.emit(Event("dhcp.offer", "0.0.0.0:68", None, "aa:bb:cc:00:00:09", {"arch": 0, "port": 67}))
     result = _cli(config, "status", "--json")
     assert result.exit_code == 0, result.output
@@ -66,7 +70,9 @@ def test_status_probe_and_reinstall_through_the_api(running) -> None:
 def test_without_a_server(tmp_path: Path) -> None:
     config = _config(tmp_path, _free_port())
     result = CliRunner().invoke(main, ["--config", str(config), "probe", "--once"])
-    assert result.exit_code == 1 and "start one with" in result.output and len(result.output.splitlines()) == 1
+    assert (
+        result.exit_code == 1 and "start one with" in result.output and len(result.output.splitlines()) == 1
+    )
     # reinstall works directly on the state db; status then reads it.
     result = _cli(config, "reinstall", PC)
     assert result.exit_code == 0 and "generation 2" in result.output

@@ -54,6 +54,14 @@ def _sh(argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
     return res
 
 
+def _ip(ns: str, *args: str) -> None:
+    _sh(["ip", "-n", ns, *args])
+
+
+def _sysctl(ns: str, setting: str, *, check: bool = True) -> None:
+    _sh(["ip", "netns", "exec", ns, "sysctl", "-qw", setting], check=check)
+
+
 def list_namespaces() -> list[str]:
     """Names of all network namespaces (first column of `ip netns list`)."""
     out = _sh(["ip", "netns", "list"], check=False).stdout
@@ -131,31 +139,13 @@ class TestLan:
     def __enter__(self) -> TestLan:
         remove_stale_namespaces()
         try:
-            self._add_namespace(self.bridge_ns)
-            ns = self.bridge_ns
-            _sh(
-                [
-                    "ip",
-                    "-n",
-                    ns,
-                    "link",
-                    "add",
-                    BRIDGE,
-                    "type",
-                    "bridge",
-                    "stp_state",
-                    "0",
-                    "forward_delay",
-                    "0",
-                ]
-            )
-            _sh(["ip", "-n", ns, "link", "set", BRIDGE, "mtu", str(self.mtu)])
+            lan = self.bridge_ns
+            self._add_namespace(lan)
+            _ip(lan, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            _ip(lan, "link", "set", BRIDGE, "mtu", str(self.mtu))
             for table in ("arptables", "iptables", "ip6tables"):
-                _sh(
-                    ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.bridge.bridge-nf-call-{table}=0"],
-                    check=False,
-                )
-            _sh(["ip", "-n", ns, "link", "set", BRIDGE, "up"])
+                _sysctl(lan, f"net.bridge.bridge-nf-call-{table}=0", check=False)
+            _ip(lan, "link", "set", BRIDGE, "up")
             for host in self._initial_hosts:
                 self.add_host(host)
         except BaseException:
@@ -184,21 +174,10 @@ class TestLan:
             _kill_namespace(ns)
         _sh(["ip", "netns", "add", ns])
         self._namespaces.append(ns)
-        _sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        _sh(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-            check=False,
-        )
-        _sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"])
+        _ip(ns, "link", "set", "lo", "up")
+        _sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", check=False)
+        _sysctl(ns, "net.ipv6.conf.default.disable_ipv6=1", check=False)
+        _sysctl(ns, "net.ipv4.ip_forward=0")
 
     @property
     def hosts(self) -> list[str]:
@@ -235,29 +214,14 @@ class TestLan:
         self._add_namespace(ns)
         veth = f"v{next(self._veth_index)}"
         lan = self.bridge_ns
-        _sh(
-            [
-                "ip",
-                "-n",
-                lan,
-                "link",
-                "add",
-                veth,
-                "mtu",
-                str(self.mtu),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                IFACE,
-                "netns",
-                ns,
-            ]
+        # created inside the bridge namespace, the peer goes straight into the host's namespace
+        _ip(
+            lan, "link", "add", veth, "mtu", str(self.mtu), "type", "veth", "peer", "name", IFACE, "netns", ns
         )
-        _sh(["ip", "-n", lan, "link", "set", veth, "master", BRIDGE, "up"])
-        _sh(["ip", "-n", ns, "link", "set", IFACE, "mtu", str(self.mtu)])
-        _sh(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", IFACE])
-        _sh(["ip", "-n", ns, "link", "set", IFACE, "up"])
+        _ip(lan, "link", "set", veth, "master", BRIDGE, "up")
+        _ip(ns, "link", "set", IFACE, "mtu", str(self.mtu))
+        _ip(ns, "addr", "add", f"{ip}/24", "dev", IFACE)
+        _ip(ns, "link", "set", IFACE, "up")
         self._hosts[host] = ip
         return ip
 
@@ -265,9 +229,9 @@ class TestLan:
         """Create a tap device on the bridge (in the bridge namespace) and return its name."""
         hint = "".join(c for c in name_hint if c.isalnum())[:8] or "vm"
         name = f"t{next(self._tap_index)}{hint}"[:15]
-        _sh(["ip", "-n", self.bridge_ns, "tuntap", "add", "dev", name, "mode", "tap"])
-        _sh(["ip", "-n", self.bridge_ns, "link", "set", name, "mtu", str(self.mtu)])
-        _sh(["ip", "-n", self.bridge_ns, "link", "set", name, "master", BRIDGE, "up"])
+        _ip(self.bridge_ns, "tuntap", "add", "dev", name, "mode", "tap")
+        _ip(self.bridge_ns, "link", "set", name, "mtu", str(self.mtu))
+        _ip(self.bridge_ns, "link", "set", name, "master", BRIDGE, "up")
         return name
 
     # ---- processes -------------------------------------------------------

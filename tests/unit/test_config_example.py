@@ -56,7 +56,9 @@ def test_every_key_is_in_the_example_and_the_reference() -> None:
     }
     for section, names in sections.items():
         for name in names:
-            assert re.search(rf"^\s*{name}:", example, re.MULTILINE), f"{section}.{name} missing from the example"
+            assert re.search(rf"^\s*{name}:", example, re.MULTILINE), (
+                f"{section}.{name} missing from the example"
+            )
             assert f"`{section}.{name}`" in reference, f"{section}.{name} missing from the reference"
     assert set(sections["server"]) == set(loader.SERVER_FIELDS)
     assert set(sections["defaults"]) == set(loader.DEFAULTS_FIELDS)

@@ -104,19 +104,33 @@ def test_every_field_is_read(tmp_path: Path) -> None:
     )
     s = inv.server
     assert s.interfaces == ("eth1",) and s.address == ipaddress.IPv4Address("10.231.1.1")
-    assert (s.http_port, s.tftp_port, s.proxy_dhcp, s.unknown, s.uefi_mode) == (8080, 6969, False, "ignore", "direct")
+    assert (s.http_port, s.tftp_port, s.proxy_dhcp, s.unknown, s.uefi_mode) == (
+        8080,
+        6969,
+        False,
+        "ignore",
+        "direct",
+    )
     assert s.pxe_vendor_classes == ("PXEClient", "HW-Client") and s.menu_timeout == 0
     assert dict(s.loaders) == {**DEFAULT_LOADERS, "arm64": "arm64/grubaa64.efi", "bios": ""}
     assert inv.paths.root == tmp_path / "data"
     d = inv.defaults
     assert d.dns == (ipaddress.IPv4Address("10.231.1.53"), ipaddress.IPv4Address("9.9.9.9"))
-    assert (d.os, d.install, d.password, d.cmdline, d.uefi_mode) == ("ubuntu-24.04", "always", "$6$salt$hash", "quiet", "binl")
+    assert (d.os, d.install, d.password, d.cmdline, d.uefi_mode) == (
+        "ubuntu-24.04",
+        "always",
+        "$6$salt$hash",
+        "quiet",
+        "binl",
+    )
     assert d.ssh_authorized_keys == (KEY,) and d.ssh_authorized_keys_file == keyfile
     assert d.storage == {"layout": {"name": "lvm"}}
     assert d.autoinstall == {"timezone": "UTC", "packages": ["htop"]} and type(d.autoinstall) is dict
     pi = inv.nodes["7092246e"]
     assert pi.is_pi and pi.hostname == "pi4" and pi.install == "never" and pi.password == "secret"
-    assert pi.ssh_authorized_keys == (KEY,) and pi.autoinstall == {"locale": "C"} and pi.cmdline == "nomodeset"
+    assert (
+        pi.ssh_authorized_keys == (KEY,) and pi.autoinstall == {"locale": "C"} and pi.cmdline == "nomodeset"
+    )
     assert pi.boot == BootSpec("https://example.org/vmlinuz", ("a.img", "b.img"), "")
     assert inv.nodes["01-aa-bb-cc-dd-ee-ff"].address is None  # a bare MAC key, empty entry
 
@@ -182,38 +196,101 @@ def test_issue_error_example(tmp_path: Path) -> None:
     [
         ("server:\n  htp_port: 80\n", ":2: server.htp_port: unknown key; did you mean 'http_port'?"),
         ("nodez: {}\n", ":1: nodez: unknown key; did you mean 'nodes'?"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    adress: 10.0.0.1/24\n", ":3: nodes.01-52-54-00-a0-00-01.adress: unknown key; did you mean 'address'?"),
-        ("server:\n  loaders:\n    efi65: x.efi\n", ":3: server.loaders.efi65: unknown key; did you mean 'efi64'?"),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    adress: 10.0.0.1/24\n",
+            ":3: nodes.01-52-54-00-a0-00-01.adress: unknown key; did you mean 'address'?",
+        ),
+        (
+            "server:\n  loaders:\n    efi65: x.efi\n",
+            ":3: server.loaders.efi65: unknown key; did you mean 'efi64'?",
+        ),
         ("server:\n  xyzzy: 1\n", ":2: server.xyzzy: unknown key; valid keys: interfaces,"),
-        ("server:\n  http_port: 70000\n", ":2: server.http_port: 70000 is not a port number; use a whole number from 1 to 65535"),
+        (
+            "server:\n  http_port: 70000\n",
+            ":2: server.http_port: 70000 is not a port number; use a whole number from 1 to 65535",
+        ),
         ("server:\n  tftp_port: 0\n", ":2: server.tftp_port: 0 is not a port number"),
         ("server:\n  http_port: '80'\n", ":2: server.http_port: '80' is not a port number"),
-        ("server:\n  unknown: menus\n", ":2: server.unknown: 'menus' is not one of menu, ignore (did you mean 'menu'?); write menu or ignore"),
+        (
+            "server:\n  unknown: menus\n",
+            ":2: server.unknown: 'menus' is not one of menu, ignore (did you mean 'menu'?); write menu or ignore",
+        ),
         ("server:\n  uefi_mode: bnl\n", ":2: server.uefi_mode: 'bnl' is not one of binl, direct"),
         ("defaults:\n  install: onse\n", ":2: defaults.install: 'onse' is not one of once, always, never"),
-        ("server:\n  proxy_dhcp: yes\n", ":2: server.proxy_dhcp: 'yes' is not true or false; write true or false"),
+        (
+            "server:\n  proxy_dhcp: yes\n",
+            ":2: server.proxy_dhcp: 'yes' is not true or false; write true or false",
+        ),
         ("server:\n  menu_timeout: -1\n", ":2: server.menu_timeout: -1 is not a number of seconds"),
-        ("server:\n  interfaces: [eth0, 'a b']\n", ":2: server.interfaces[1]: 'a b' is not a network interface name"),
-        ("server:\n  address: 10.0.0\n", ":2: server.address: '10.0.0' is not an IPv4 address; write it like 192.168.1.2"),
+        (
+            "server:\n  interfaces: [eth0, 'a b']\n",
+            ":2: server.interfaces[1]: 'a b' is not a network interface name",
+        ),
+        (
+            "server:\n  address: 10.0.0\n",
+            ":2: server.address: '10.0.0' is not an IPv4 address; write it like 192.168.1.2",
+        ),
         ("server: [a]\n", ":1: server: a list is not a mapping"),
-        ("defaults:\n  dns:\n    - 1.1.1.1\n    - 1.2.3\n", ":4: defaults.dns[1]: '1.2.3' is not an IPv4 address"),
-        ("defaults:\n  password: 1234\n", ":2: defaults.password: 1234 is a number, not text; put it in quotes: '1234'"),
+        (
+            "defaults:\n  dns:\n    - 1.1.1.1\n    - 1.2.3\n",
+            ":4: defaults.dns[1]: '1.2.3' is not an IPv4 address",
+        ),
+        (
+            "defaults:\n  password: 1234\n",
+            ":2: defaults.password: 1234 is a number, not text; put it in quotes: '1234'",
+        ),
         ("defaults:\n  autoinstall: [x]\n", ":2: defaults.autoinstall: a list is not a mapping"),
-        ("defaults:\n  ssh_authorized_keys_file: /nonexistent/keys.pub\n", ":2: defaults.ssh_authorized_keys_file: cannot read /nonexistent/keys.pub"),
+        (
+            "defaults:\n  ssh_authorized_keys_file: /nonexistent/keys.pub\n",
+            ":2: defaults.ssh_authorized_keys_file: cannot read /nonexistent/keys.pub",
+        ),
         ("nodes:\n  zz:\n    address: 10.0.0.5/24\n", ":2: nodes.zz: 'zz' is not a device id; use 01-<mac>"),
-        ("nodes:\n  12345678: {}\n", ":2: nodes.12345678: a device id written only with digits is read as a number; put it in quotes"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5\n", ":3: nodes.01-52-54-00-a0-00-01.address: '10.0.0.5' has no prefix length; write it like 10.0.0.5/24"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.0/24\n", "'10.0.0.0/24' is the network address of 10.0.0.0/24; use a host address between 10.0.0.1 and 10.0.0.254"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.255/24\n", "is the broadcast address of 10.0.0.0/24"),
+        (
+            "nodes:\n  12345678: {}\n",
+            ":2: nodes.12345678: a device id written only with digits is read as a number; put it in quotes",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5\n",
+            ":3: nodes.01-52-54-00-a0-00-01.address: '10.0.0.5' has no prefix length; write it like 10.0.0.5/24",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.0/24\n",
+            "'10.0.0.0/24' is the network address of 10.0.0.0/24; use a host address between 10.0.0.1 and 10.0.0.254",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.255/24\n",
+            "is the broadcast address of 10.0.0.0/24",
+        ),
         ("nodes:\n  01-52-54-00-a0-00-01:\n    address: 127.0.0.5/8\n", "cannot be a machine's address"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    hostname: -nas\n", ":3: nodes.01-52-54-00-a0-00-01.hostname: '-nas' is not a valid host name"),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    hostname: -nas\n",
+            ":3: nodes.01-52-54-00-a0-00-01.hostname: '-nas' is not a valid host name",
+        ),
         ("nodes:\n  01-52-54-00-a0-00-01:\n    hostname: nas.lan\n", "'nas.lan' is not a valid host name"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: ../vmlinuz\n", ":4: nodes.01-52-54-00-a0-00-01.boot.kernel: '../vmlinuz' leaves the served directory"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: /boot/vmlinuz\n", "'/boot/vmlinuz' leaves the served directory"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: ftp://h/k\n", "'ftp://h/k' is not an http(s) URL"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: k\n      initrd: [a, x/../../b]\n", ":5: nodes.01-52-54-00-a0-00-01.boot.initrd[1]: 'x/../../b' leaves"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      initrd: a\n", ":3: nodes.01-52-54-00-a0-00-01.boot: has no kernel; add kernel:"),
-        ("nodes:\n  01-52-54-00-a0-00-01:\n    install: sometimes\n", "nodes.01-52-54-00-a0-00-01.install: 'sometimes' is not one of once, always, never"),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: ../vmlinuz\n",
+            ":4: nodes.01-52-54-00-a0-00-01.boot.kernel: '../vmlinuz' leaves the served directory",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: /boot/vmlinuz\n",
+            "'/boot/vmlinuz' leaves the served directory",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: ftp://h/k\n",
+            "'ftp://h/k' is not an http(s) URL",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      kernel: k\n      initrd: [a, x/../../b]\n",
+            ":5: nodes.01-52-54-00-a0-00-01.boot.initrd[1]: 'x/../../b' leaves",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    boot:\n      initrd: a\n",
+            ":3: nodes.01-52-54-00-a0-00-01.boot: has no kernel; add kernel:",
+        ),
+        (
+            "nodes:\n  01-52-54-00-a0-00-01:\n    install: sometimes\n",
+            "nodes.01-52-54-00-a0-00-01.install: 'sometimes' is not one of once, always, never",
+        ),
         ("nodes: [a]\n", ":1: nodes: a list is not a mapping"),
         ("- a\n", ":1: (top level): the file is not a mapping"),
     ],
@@ -231,9 +308,13 @@ def test_gateway_outside_subnet(tmp_path: Path) -> None:
     )
     assert ":4: nodes.01-52-54-00-a0-00-01.gateway: gateway 10.0.1.1 is outside 10.0.0.0/24" in line
     (line,) = errors_of(
-        tmp_path, "defaults:\n  gateway: 10.0.1.1\nnodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5/24\n"
+        tmp_path,
+        "defaults:\n  gateway: 10.0.1.1\nnodes:\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5/24\n",
     )
-    assert ":5: nodes.01-52-54-00-a0-00-01.address: the default gateway 10.0.1.1 (line 2) is outside 10.0.0.0/24" in line
+    assert (
+        ":5: nodes.01-52-54-00-a0-00-01.address: the default gateway 10.0.1.1 (line 2) is outside 10.0.0.0/24"
+        in line
+    )
 
 
 def test_duplicate_address_and_hostname(tmp_path: Path) -> None:
@@ -250,12 +331,17 @@ def test_duplicate_address_and_hostname(tmp_path: Path) -> None:
         """,
     )
     assert len(errors) == 2
-    assert ":6: nodes.01-52-54-00-a0-00-02.address: 10.0.0.5 is already the address of 01-52-54-00-a0-00-01 (line 2)" in errors[0]
+    assert (
+        ":6: nodes.01-52-54-00-a0-00-02.address: 10.0.0.5 is already the address of 01-52-54-00-a0-00-01 (line 2)"
+        in errors[0]
+    )
     assert ":7: nodes.01-52-54-00-a0-00-02.hostname: 'WEB' is already the host name" in errors[1]
 
 
 def test_node_address_equal_to_server_address(tmp_path: Path) -> None:
-    (line,) = errors_of(tmp_path, "server:\n  address: 10.0.0.5\nnodes:\n  '7092246e':\n    address: 10.0.0.5/24\n")
+    (line,) = errors_of(
+        tmp_path, "server:\n  address: 10.0.0.5\nnodes:\n  '7092246e':\n    address: 10.0.0.5/24\n"
+    )
     assert "is the server's own address" in line
 
 
@@ -264,7 +350,10 @@ def test_duplicate_normalised_id(tmp_path: Path) -> None:
         tmp_path,
         "nodes:\n  01-52-54-00-A0-00-01:\n    address: 10.0.0.5/24\n  52:54:00:a0:00:01:\n    address: 10.0.0.6/24\n",
     )
-    assert ":4: nodes.52:54:00:a0:00:01: is the same device as '01-52-54-00-A0-00-01' (line 2); keep only one" in line
+    assert (
+        ":4: nodes.52:54:00:a0:00:01: is the same device as '01-52-54-00-A0-00-01' (line 2); keep only one"
+        in line
+    )
 
 
 def test_bad_ssh_keys_each_reported_with_index(tmp_path: Path) -> None:
@@ -315,5 +404,7 @@ def test_missing_and_unreadable_file(tmp_path: Path) -> None:
 
 def test_parse_inventory_uses_given_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_inventory("server:\n  http_port: 0\n", tmp_path / "c.yaml", name="shown.yaml", detect_host=False)
+        parse_inventory(
+            "server:\n  http_port: 0\n", tmp_path / "c.yaml", name="shown.yaml", detect_host=False
+        )
     assert info.value.errors[0].startswith("shown.yaml:2: ")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import pwd
 import struct
 from pathlib import Path
 
@@ -32,12 +34,21 @@ def test_options_prefix_and_no_comment() -> None:
 
 def test_private_key_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^this is a PRIVATE key; use the \.pub file$"):
-        parse_public_key("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----")
+        parse_public_key(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+        )
 
 
 @pytest.mark.parametrize(
     "line",
-    ["", "hello", "ssh-ed25519", "ssh-ed25519 !!!notbase64", key("ssh-ed25519", blob_kind="ssh-rsa"), "ssh-dss AAAAB3NzaC1kc3M="],
+    [
+        "",
+        "hello",
+        "ssh-ed25519",
+        "ssh-ed25519 !!!notbase64",
+        key("ssh-ed25519", blob_kind="ssh-rsa"),
+        "ssh-dss AAAAB3NzaC1kc3M=",
+    ],
 )
 def test_garbage_is_refused(line: str) -> None:
     with pytest.raises(ValueError, match="not an OpenSSH public key line"):
@@ -47,18 +58,16 @@ def test_garbage_is_refused(line: str) -> None:
 def test_default_key_is_the_first_valid_one(tmp_path: Path) -> None:
     ssh = tmp_path / ".ssh"
     ssh.mkdir()
-    (ssh / "authorized_keys").write_text(f"# laptop\n\ngarbage line\n{key('ssh-ed25519')} a\n{key('ssh-rsa')} b\n")
+    (ssh / "authorized_keys").write_text(
+        f"# laptop\n\ngarbage line\n{key('ssh-ed25519')} a\n{key('ssh-rsa')} b\n"
+    )
     assert default_authorized_keys(tmp_path) == [f"{key('ssh-ed25519')} a"]
     assert default_authorized_keys(tmp_path / "nobody") == []
 
 
 def test_sudo_user_home_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pwd
-
-    me = pwd.getpwuid(0)
-    monkeypatch.setenv("SUDO_USER", me.pw_name if me.pw_name != "root" else "nobody-such-user-xyz")
-    assert isinstance(ssh_keys.invoking_user_home(), Path)
+    other = next(u for u in pwd.getpwall() if u.pw_uid != 0)
+    monkeypatch.setenv("SUDO_USER", other.pw_name)
+    assert ssh_keys.invoking_user_home() == Path(other.pw_dir)
     monkeypatch.delenv("SUDO_USER")
-    import os
-
     assert ssh_keys.invoking_user_home() == Path(pwd.getpwuid(os.getuid()).pw_dir)

@@ -1,0 +1,262 @@
+"""The real `pypxe-homelab serve` in a network namespace, scripted PXE/TFTP/HTTP clients in another."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lab.netns import TestLan, ip_netns_available
+from tests.lab.serverproc import REPO, ServerProcess, base_config, client_python, http_request, tftp_get
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0 or not ip_netns_available(), reason="needs root and `ip netns`"),
+    pytest.mark.skipif(not Path("/usr/lib/PXELINUX/lpxelinux.0").exists(), reason="needs Debian's pxelinux"),
+]
+
+KNOWN = "01-52-54-00-a0-00-01"
+UNKNOWN = "01-52-54-00-a0-00-09"
+NODES = f"""\
+{KNOWN}:                 # the lab PC
+  address: {{prefix}}.50/24
+  boot:
+    kernel: boot/linux
+    initrd: boot/initrd.gz
+    cmdline: console=ttyS0,115200 panic=-1
+"""
+
+
+class Lab:
+    def __init__(self, lan: TestLan, root: Path, server: ServerProcess) -> None:
+        self.lan, self.root, self.server = lan, root, server
+        self.server_ip = lan.ip("server")
+        self.client_ip = lan.ip("client")
+
+    def pxe(self, *args: str) -> dict | list:
+        result = self.lan.run(
+            "client", [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"], cwd=REPO, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def config(self, device_id: str, tree: str = "") -> str:
+        prefix = f"{tree}/" if tree else ""
+        [result] = tftp_get(self.lan, "client", self.server_ip, [f"{prefix}pxelinux.cfg/{device_id}"])
+        assert result["ok"], result
+        return result["text"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("server")
+    root = tmp / "root"
+    with TestLan(["server", "client"]) as lan:
+        config = tmp / "config.yaml"
+        config.write_text(base_config(lan, root, nodes=NODES.format(prefix=lan.prefix)))
+        server = ServerProcess(lan, config)
+        server.cli("bootfiles", "install")
+        boot = root / "httproot" / "boot"
+        boot.mkdir(parents=True)
+        (boot / "linux").write_bytes(os.urandom(1024 * 1024 + 17))
+        (boot / "initrd.gz").write_bytes(os.urandom(300_000))
+        (root / "tftproot" / "secret-link").symlink_to("/etc/passwd")
+        server.start()
+        try:
+            yield Lab(lan, root, server)
+        finally:
+            code = server.stop()
+            assert code == 0, f"serve did not stop cleanly (exit {code}):\n{server.log()}"
+
+
+def test_startup_summary_names_interface_ports_and_nodes(lab: Lab) -> None:
+    log = lab.server.wait_log("node(s)")
+    assert f"serving eth0: {lab.server_ip}" in log
+    assert "ProxyDHCP udp/67+4011" in log and "TFTP udp/69" in log
+    assert f"http://{lab.server_ip}:12345; 1 node(s)" in log
+
+
+def test_discover_gets_a_proxy_offer_per_architecture(lab: Lab) -> None:
+    bios = lab.pxe("discover", "--profile", "bios-ipxe", "--mac", "52:54:00:a0:00:01")
+    [offer] = [r for r in bios if r["message_type"] == 2]
+    assert offer["yiaddr"] == "0.0.0.0" and offer["server_id"] == lab.server_ip
+    assert offer["pxe"]["6"] == "03" and b"Raspberry Pi Boot".hex() in offer["pxe"]["9"]
+    assert offer["length"] >= 300
+    assert not {"1", "3", "6", "51"} & set(offer["options"])
+    efi = lab.pxe("discover", "--profile", "edk2", "--mac", "52:54:00:a0:00:02")
+    [offer] = [r for r in efi if r["message_type"] == 2]
+    assert offer["siaddr"] == lab.server_ip and offer["file"] == "" and "43" not in offer["options"]
+
+
+def test_non_pxe_dhcp_gets_no_answer(lab: Lab) -> None:
+    assert lab.pxe("discover", "--profile", "plain", "--mac", "52:54:00:a0:00:03", "--timeout", "2") == []
+
+
+@pytest.mark.parametrize(
+    ("profile", "mac", "file"),
+    [
+        ("bios-ipxe", "52:54:00:a0:00:01", "lpxelinux.0"),  # from 68, xid 0, option 43.71
+        ("ipxe-efi", "52:54:00:a0:00:02", "efi64/syslinux.efi"),  # from 68, the DISCOVER's xid, option 54
+        ("edk2", "52:54:00:a0:00:04", "efi64/syslinux.efi"),  # from 4011, new xid, answer to 4011
+    ],
+)
+def test_port_4011_acks_in_all_three_styles(lab: Lab, profile: str, mac: str, file: str) -> None:
+    result = lab.pxe("boot", "--profile", profile, "--mac", mac, "--client-ip", lab.client_ip)
+    [ack] = result["acks"]
+    assert ack["message_type"] == 5 and ack["file"] == file and ack["siaddr"] == lab.server_ip
+    assert ack["sport"] == 4011
+    if profile == "edk2":
+        assert ack["dport"] == 4011
+
+
+def test_tftp_serves_the_loader_with_blksize_and_tsize(lab: Lab) -> None:
+    expected = Path("/usr/lib/PXELINUX/lpxelinux.0").read_bytes()
+    [loader, ldlinux, cfg] = tftp_get(
+        lab.lan, "client", lab.server_ip, ["lpxelinux.0", "ldlinux.c32", f"pxelinux.cfg/{KNOWN}"],
+        blksize=1408, tsize=True,
+    )
+    assert loader["ok"] and loader["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert loader["oack"] == {"blksize": "1408", "tsize": str(len(expected))}
+    assert ldlinux["ok"] and cfg["ok"]
+    assert f"KERNEL http://{lab.server_ip}:12345/boot/linux" in cfg["text"]
+    assert f"INITRD http://{lab.server_ip}:12345/boot/initrd.gz" in cfg["text"]
+    assert "APPEND console=ttyS0,115200 panic=-1" in cfg["text"]
+
+
+def test_tftp_clamps_blksize_to_the_mtu(lab: Lab) -> None:
+    [result] = tftp_get(lab.lan, "client", lab.server_ip, ["lpxelinux.0"], blksize=9000)
+    assert result["ok"] and result["oack"]["blksize"] == "1468" and result["max_block"] <= 1468
+
+
+def test_generated_config_is_the_same_for_uefi_trees(lab: Lab) -> None:
+    bios = lab.config(KNOWN)
+    assert lab.config(KNOWN, "efi64").splitlines()[2:] == bios.splitlines()[2:]
+    assert "LABEL boot" in lab.config(KNOWN, "efi32")
+
+
+def test_tftp_refuses_uploads_traversal_and_symlink_escape(lab: Lab) -> None:
+    code = f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tests.lab.tftpclient import TftpTestClient
+        with TftpTestClient({lab.server_ip!r}) as c:
+            out = [c.put("pxelinux.cfg/evil").as_json()]
+            for p in ["../../../etc/passwd", "/etc/passwd", "secret-link", "efi64/../../etc/passwd"]:
+                out.append(c.get(p).as_json())
+        print(json.dumps(out))
+    """
+    put, *reads = client_python(lab.lan, "client", code)
+    assert not put["ok"] and put["error_code"] in (2, 4)
+    assert not (lab.root / "tftproot" / "pxelinux.cfg" / "evil").exists()
+    for result in reads:
+        assert not result["ok"] and result["error_code"] in (1, 2), result
+
+
+def test_http_get_range_and_head(lab: Lab) -> None:
+    body = (lab.root / "httproot" / "boot" / "linux").read_bytes()
+    url = f"http://{lab.server_ip}:12345/boot/linux"
+    full = http_request(lab.lan, "client", url)
+    assert full["status"] == 200 and full["sha256"] == hashlib.sha256(body).hexdigest()
+    assert full["headers"]["Content-Length"] == str(len(body))
+    part = http_request(lab.lan, "client", url, headers={"Range": "bytes=1000-1999"})
+    assert part["status"] == 206 and part["length"] == 1000
+    assert part["sha256"] == hashlib.sha256(body[1000:2000]).hexdigest()
+    head = http_request(lab.lan, "client", url, method="HEAD")
+    assert head["status"] == 200 and head["length"] == 0 and head["headers"]["Content-Length"] == str(len(body))
+    assert http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/../../etc/passwd")["status"] == 404
+
+
+def test_http_1_0_client_gets_content_length(lab: Lab) -> None:
+    code = f"""
+        import json, socket
+        s = socket.create_connection(({lab.server_ip!r}, 12345))
+        s.sendall(b"GET /boot/initrd.gz HTTP/1.0\\r\\nUser-Agent: Syslinux/6.04\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        print(json.dumps({{"head": head.decode(), "length": len(body)}}))
+    """
+    result = client_python(lab.lan, "client", code)
+    assert "Content-Length: 300000" in result["head"] and result["length"] == 300000
+
+
+def test_unknown_pc_sees_its_id_the_add_line_and_boots_locally(lab: Lab) -> None:
+    for tree in ("", "efi64", "efi32"):
+        text = lab.config(UNKNOWN, tree)
+        assert f"device id:  {UNKNOWN}" in text
+        assert f"pypxe-homelab add {UNKNOWN} --node-address" in text
+        assert "LOCALBOOT 0" in text and "KERNEL" not in text
+
+
+def test_every_request_is_an_event_with_the_device_id(lab: Lab) -> None:
+    start = len(lab.server.log())
+    lab.config(KNOWN)
+    log = lab.server.wait_log(f"tftp.done {KNOWN}", start=start)
+    assert f"path=pxelinux.cfg/{KNOWN}" in log[start:]
+
+
+def test_add_while_running_then_remove(lab: Lab) -> None:
+    start = len(lab.server.log())
+    lab.server.cli("add", UNKNOWN, "--node-address", f"{lab.lan.prefix}.60/24", "--os", "ubuntu-24.04")
+    lab.server.wait_log(f"node added: {UNKNOWN}", start=start)
+    text = lab.config(UNKNOWN)
+    assert f"KERNEL http://{lab.server_ip}:12345/{UNKNOWN}/casper/vmlinuz" in text
+    assert " autoinstall " in text and f"ds=nocloud-net;s=http://{lab.server_ip}:12345/{UNKNOWN}/cloud-init/" in text
+    start = len(lab.server.log())
+    lab.server.cli("remove", UNKNOWN)
+    lab.server.wait_log(f"node removed: {UNKNOWN}", start=start)
+    assert "LOCALBOOT 0" in lab.config(UNKNOWN)
+
+
+def test_broken_edit_keeps_the_last_good_config_until_fixed(lab: Lab) -> None:
+    config = lab.server.config
+    good = config.read_text()
+    start = len(lab.server.log())
+    try:
+        config.write_text(good.replace(f"{lab.lan.prefix}.50/24", f"{lab.lan.prefix}.500/24"))
+        log = lab.server.wait_log("config not applied", start=start)
+        errors = [line for line in log[start:].splitlines() if "config not applied" in line]
+        assert len(errors) == 1 and f"{config}:" in errors[0] and "address" in errors[0]
+        assert "KERNEL" in lab.config(KNOWN)  # still served from the last good config
+        start = len(lab.server.log())
+        added = f"  {UNKNOWN}:\n    address: {lab.lan.prefix}.61/24\n    boot: {{kernel: boot/linux, cmdline: quiet}}\n"
+        config.write_text(good + added)
+        lab.server.wait_log(f"node added: {UNKNOWN}", start=start)
+        assert "APPEND quiet" in lab.config(UNKNOWN)
+    finally:
+        start = len(lab.server.log())
+        config.write_text(good)
+        lab.server.wait_log("config reloaded", start=start)
+
+
+PI_SERIAL = "1e2d3c4b"  # the serial in the scripted Pi 4 option 97
+PI_MAC = "dc:a6:32:01:36:c2"
+
+
+def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
+    pi_dir = lab.root / "tftproot" / PI_SERIAL
+    pi_dir.mkdir(exist_ok=True)
+    (pi_dir / "start4.elf").write_bytes(os.urandom(200_000))
+    (pi_dir / "config.txt").write_text("arm_64bit=1\n")
+    pc_mac = "52:54:00:a0:00:0a"
+    pc_id = "01-" + pc_mac.replace(":", "-")
+    lab.pxe("boot", "--profile", "bios-ipxe", "--mac", pc_mac, "--client-ip", lab.client_ip)
+    assert "LOCALBOOT" in lab.config(pc_id)
+    offers = lab.pxe("discover", "--profile", "pi4", "--mac", PI_MAC)
+    assert any(b"Raspberry Pi Boot".hex() in o["pxe"].get("9", "") for o in offers)
+    start4, config_txt = tftp_get(
+        lab.lan, "client", lab.server_ip, [f"{PI_SERIAL}/start4.elf", f"{PI_SERIAL}/config.txt"],
+        blksize=1024, tsize=True,
+    )
+    assert start4["ok"] and start4["oack"] == {"blksize": "1024", "tsize": "200000"} and config_txt["ok"]
+    result = lab.server.cli("probe", "--once", "--json")
+    devices = {d["device_id"]: d for d in json.loads(result.stdout)}
+    assert devices[pc_id]["mac"] == pc_mac and devices[pc_id]["firmware"] == "bios"
+    pi = devices[PI_SERIAL]
+    assert pi["pi"] and pi["mac"] == PI_MAC and pi["serial"] == PI_SERIAL
+    assert KNOWN not in devices  # registered nodes are not "discovered, not yet registered"
