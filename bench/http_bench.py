@@ -141,8 +141,9 @@ def run(lan, data_root: Path, work: Path, quick: bool) -> str:
     return _report(httproot, contenders, rounds, seconds, checks, errors)
 
 
-def _measure(ns: str, contenders: list[HttpServer], rounds: int, seconds: float) -> list[str]:
-    errors = []
+def _measure(ns: str, contenders: list[HttpServer], rounds: int, seconds: float) -> dict[str, str]:
+    """Run every case on every server per round; returns wrk's error lines (last round) per server and case."""
+    errors: dict[str, str] = {}
     for r in range(rounds):
         for name, conns in CASES:
             key = f"{name}/{conns}"
@@ -153,7 +154,7 @@ def _measure(ns: str, contenders: list[HttpServer], rounds: int, seconds: float)
                 s.rps.setdefault(key, []).append(result.requests_per_s)
                 s.p50.setdefault(key, []).append(result.p50_s)
                 if result.errors:
-                    errors.append(f"{s.name} {key}: {result.errors}")
+                    errors[f"{s.name} {key}"] = result.errors
     return errors
 
 
@@ -193,5 +194,9 @@ def _report(
         "Content-Range, bytes compared): " + "; ".join(checks) + ".",
     ]
     if errors:
-        lines.append("wrk reported errors: " + "; ".join(errors) + ".")
+        lines.append(
+            f"wrk reported errors (per {seconds:g} s run): "
+            + "; ".join(f"{k}: {v}" for k, v in errors.items())
+            + "."
+        )
     return "\n".join(lines)

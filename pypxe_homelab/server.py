@@ -181,13 +181,14 @@ class Server:
         tftp = TftpService("0.0.0.0", inventory.server.tftp_port, resolver, self._emit, mtu=mtu)
         dhcp = ProxyDhcpService(get_runtime, interfaces, self._emit) if inventory.server.proxy_dhcp else None
         try:
-            await http.start()
-            self._services.append(http)
-            await asyncio.get_running_loop().run_in_executor(None, tftp.start)
-            self._services.append(tftp)
+            # DHCP first: another DHCP server on this host is the likeliest conflict, and says so
             if dhcp is not None:
                 await dhcp.start()
                 self._services.append(dhcp)
+            await asyncio.get_running_loop().run_in_executor(None, tftp.start)
+            self._services.append(tftp)
+            await http.start()
+            self._services.append(http)
             self._summary(inventory, embedded, interfaces)
             watcher = ConfigWatcher(self.config_path, self.runtime)
             loop = asyncio.get_running_loop()

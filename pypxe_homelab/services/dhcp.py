@@ -79,7 +79,8 @@ def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.s
     """A UDP socket on 0.0.0.0:<port> tied to ``iface`` (broadcast allowed); UserError on failure."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: it would let us bind beside another DHCP server on this host (and miss its
+        # traffic) instead of saying so. Sockets tied to different devices never conflict.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
         sock.bind(("0.0.0.0", bind_port if bind_port is not None else port))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,15 +215,25 @@ def test_add_while_running_then_remove(lab: Lab) -> None:
     assert "LOCALBOOT 0" in lab.config(UNKNOWN)
 
 
-def test_broken_edit_keeps_the_last_good_config_until_fixed(lab: Lab) -> None:
+BREAKAGES = {
+    "bad YAML": lambda text, prefix: text.replace("  boot:\n", "  boot: [\n", 1),
+    "bad CIDR": lambda text, prefix: text.replace(f"{prefix}.50/24", f"{prefix}.500/24"),
+    "duplicate address": lambda text, prefix: text
+    + f"  {UNKNOWN}:\n    address: {prefix}.50/24\n    boot: {{kernel: boot/linux}}\n",
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_broken_edit_keeps_the_last_good_config_until_fixed(lab: Lab, breakage: str) -> None:
     config = lab.server.config
     good = config.read_text()
     start = len(lab.server.log())
     try:
-        config.write_text(good.replace(f"{lab.lan.prefix}.50/24", f"{lab.lan.prefix}.500/24"))
-        log = lab.server.wait_log("config not applied", start=start)
-        errors = [line for line in log[start:].splitlines() if "config not applied" in line]
-        assert len(errors) == 1 and f"{config}:" in errors[0] and "address" in errors[0]
+        config.write_text(BREAKAGES[breakage](good, lab.lan.prefix))
+        lab.server.wait_log("config not applied", start=start)
+        time.sleep(2.5)  # the watcher looks again: still one error line
+        errors = [line for line in lab.server.log()[start:].splitlines() if "config not applied" in line]
+        assert len(errors) == 1 and f"{config}:" in errors[0], errors
         assert "KERNEL" in lab.config(KNOWN)  # still served from the last good config
         start = len(lab.server.log())
         added = f"  {UNKNOWN}:\n    address: {lab.lan.prefix}.61/24\n    boot: {{kernel: boot/linux, cmdline: quiet}}\n"
@@ -232,6 +244,12 @@ def test_broken_edit_keeps_the_last_good_config_until_fixed(lab: Lab) -> None:
         start = len(lab.server.log())
         config.write_text(good)
         lab.server.wait_log("config reloaded", start=start)
+
+
+def test_sighup_reloads_at_once(lab: Lab) -> None:
+    start = len(lab.server.log())
+    lab.server.proc.send_signal(signal.SIGHUP)
+    lab.server.wait_log("config reloaded", start=start, timeout=3)
 
 
 PI_SERIAL = "1e2d3c4b"  # the serial in the scripted Pi 4 option 97
@@ -260,3 +278,77 @@ def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
     pi = devices[PI_SERIAL]
     assert pi["pi"] and pi["mac"] == PI_MAC and pi["serial"] == PI_SERIAL
     assert KNOWN not in devices  # registered nodes are not "discovered, not yet registered"
+
+
+PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwL7jG3o8b1x7gOa+Nj0y8oQ1J8U4I3yXxJgkOQeH1a admin@test"
+INSTALLER = "01-52-54-00-a0-00-0b"
+
+
+def _post_event(lab: Lab, device_id: str, event: dict) -> int:
+    url = f"http://{lab.server_ip}:12345/{device_id}/events"
+    body = json.dumps(event).encode()
+    return http_request(lab.lan, "client", url, method="POST", headers={"Content-Type": "application/json"},
+                        data=body)["status"]
+
+
+def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) -> None:
+    config = lab.server.config
+    good = config.read_text()
+    node = (f"  {INSTALLER}:\n    address: {lab.lan.prefix}.70/24\n    os: ubuntu-24.04\n"
+            f"    ssh_authorized_keys: [\"{PUBKEY}\"]\n")
+    start = len(lab.server.log())
+    config.write_text(good + node)
+    lab.server.wait_log(f"node added: {INSTALLER}", start=start)
+    try:
+        assert "casper/vmlinuz" in lab.config(INSTALLER)
+        meta = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data")
+        assert meta["status"] == 200 and f"instance-id: {INSTALLER}-1" in meta["text"]
+        user = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data")
+        assert user["text"].startswith("#cloud-config\n") and PUBKEY in user["text"]
+        base = {"origin": "curtin", "level": "INFO", "timestamp": 1.0}
+        for event_type, name in [("start", "subiquity/Install/install"),
+                                 ("start", "subiquity/Install/install/curthooks"),
+                                 ("finish", "subiquity/Install/install/curthooks")]:
+            assert _post_event(lab, INSTALLER, {**base, "event_type": event_type, "name": name,
+                                                "description": name, "result": "SUCCESS"}) == 200
+        state = json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)
+        assert state["state"] == "installing"
+        assert _post_event(lab, INSTALLER, {**base, "event_type": "finish", "name": "subiquity/Install/install",
+                                            "description": "", "result": "SUCCESS"}) == 200
+        callback = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
+        assert callback["status"] == 200
+        assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == "installed"
+        lab.server.stop()
+        lab.server.start()
+        for tree in ("", "efi64", "efi32"):
+            text = lab.config(INSTALLER, tree)
+            assert "LOCALBOOT 0" in text and "KERNEL" not in text and "reinstall" in text
+        lab.server.cli("reinstall", INSTALLER)
+        assert "casper/vmlinuz" in lab.config(INSTALLER)
+        meta = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data")
+        assert f"instance-id: {INSTALLER}-2" in meta["text"]
+    finally:
+        start = len(lab.server.log())
+        config.write_text(good)
+        lab.server.wait_log(f"node removed: {INSTALLER}", start=start)
+
+
+def test_second_server_says_which_port_is_taken(lab: Lab) -> None:
+    result = lab.lan.run(
+        "server", [sys.executable, "-m", "pypxe_homelab", "--config", str(lab.server.config), "serve"],
+        cwd=REPO, timeout=30,
+    )
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "UDP port 67 is in use" in line and "DHCP server" in line
+
+
+def test_missing_boot_loaders_are_one_line_with_the_fix(lab: Lab, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(base_config(lab.lan, tmp_path / "empty-root"))
+    result = lab.lan.run(
+        "client", [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"], cwd=REPO, timeout=30
+    )
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "boot loaders missing" in line and f"pypxe-homelab --config {config} bootfiles install" in line
