@@ -58,7 +58,9 @@ def event_line(event: Event) -> str:
     """``<kind> <who> <facts>``, e.g. ``tftp.done 01-52-54-00-a0-00-01 (10.0.0.5:2070) path=lpxelinux.0 bytes=42…``."""
     who = event.device_id or event.mac or "?"
     facts = " ".join(
-        f"{k}={event.detail[k]}" for k in _SHOWN_DETAIL if k in event.detail and event.detail[k] not in (None, "")
+        f"{k}={event.detail[k]}"
+        for k in _SHOWN_DETAIL
+        if k in event.detail and event.detail[k] not in (None, "")
     )
     return f"{event.kind} {who} ({event.client}) {facts}".rstrip()
 

@@ -158,7 +158,9 @@ class Server:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except PermissionError as exc:
-                raise UserError(f"cannot create {d}: permission denied; run with sudo or set paths.root") from exc
+                raise UserError(
+                    f"cannot create {d}: permission denied; run with sudo or set paths.root"
+                ) from exc
         if self.check_bootloaders:
             from pypxe_homelab.assets.bootloaders import missing_bootloaders
 

@@ -17,13 +17,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 from passlib.hash import sha512_crypt
 
 from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
 from pypxe_homelab.assets.images import image_release, iso_file_name, load_catalogue
 from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
+from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
 
@@ -34,13 +34,6 @@ SEED_FILES = ("user-data", "meta-data", "vendor-data", "network-config")
 
 _CRYPT_HASH = re.compile(r"^\$(6|5|y)\$\S+\$\S+$")
 _CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("pypxe_homelab.boot", "templates"),
-    autoescape=False,
-    keep_trailing_newline=True,
-    undefined=jinja2.StrictUndefined,
-)
 
 
 @dataclass(frozen=True)
@@ -205,16 +198,14 @@ def render_user_data(
     raw = _raw(inventory, node)
     doc = build_autoinstall(inventory, raw, base_url, host=host)
     body = yaml.safe_dump({"autoinstall": doc}, sort_keys=False, default_flow_style=False, width=4096)
-    return _ENV.get_template("user-data.j2").render(
-        device_id=raw.device_id, hostname=raw.name, generation=generation, body=body
+    return render_template(
+        "user-data.j2", device_id=raw.device_id, hostname=raw.name, generation=generation, body=body
     )
 
 
 def render_meta_data(node: Node, generation: int) -> str:
     """``meta-data``: a new ``instance-id`` per install generation makes cloud-init run again."""
-    return _ENV.get_template("meta-data.j2").render(
-        instance_id=f"{node.device_id}-{generation}", hostname=node.name
-    )
+    return render_template("meta-data.j2", instance_id=f"{node.device_id}-{generation}", hostname=node.name)
 
 
 def render_vendor_data() -> str:

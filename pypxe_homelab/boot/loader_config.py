@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jinja2
-
 from pypxe_homelab.boot.policy import BootChoice
-from pypxe_homelab.config.model import Inventory, mac_of_device_id
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("pypxe_homelab.boot", "templates"),
-    autoescape=False,
-    keep_trailing_newline=True,
-    undefined=jinja2.StrictUndefined,
-)
+from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config.model import Inventory, add_command, mac_of_device_id
 
 
 @dataclass(frozen=True)
@@ -32,16 +24,6 @@ def http_url(base_url: str, path: str) -> str:
     if path.startswith(("http://", "https://")):
         return path
     return f"{base_url}/{path.lstrip('/')}"
-
-
-def add_command(device_id: str, inventory: Inventory) -> str:
-    """The exact `add` line a user runs to register ``device_id`` (shown on screen and by `probe`)."""
-    gateway = inventory.defaults.gateway
-    example = "192.168.1.50/24"
-    if gateway is not None:
-        octets = str(gateway).split(".")
-        example = ".".join(octets[:3] + ["50"]) + "/24"
-    return f"sudo pypxe-homelab add {device_id} --node-address {example}"
 
 
 def kernel_boot(choice: BootChoice, base_url: str, inventory: Inventory) -> KernelBoot:
@@ -69,12 +51,14 @@ def render_loader_config(
     base_url: str,
     inventory: Inventory,
     config_name: str = "",
+    client_ip: str | None = None,
 ) -> str:
     """The text of ``pxelinux.cfg/<name>`` for one machine and one loader tree (bios, efi64, efi32)."""
     hostname = choice.node.name if choice.node else (choice.device_id or "")
     if choice.action in ("boot", "install"):
         kb = kernel_boot(choice, base_url, inventory)
-        return _ENV.get_template("pxelinux-boot.cfg.j2").render(
+        return render_template(
+            "pxelinux-boot.cfg.j2",
             device_id=choice.device_id,
             hostname=hostname,
             tree=tree,
@@ -85,15 +69,16 @@ def render_loader_config(
             sysappend=2 if choice.action == "install" else 0,
         )
     if choice.action == "local":
-        return _ENV.get_template("pxelinux-localboot.cfg.j2").render(
-            device_id=choice.device_id, hostname=hostname, reason=choice.reason
+        return render_template(
+            "pxelinux-localboot.cfg.j2", device_id=choice.device_id, hostname=hostname, reason=choice.reason
         )
     timeout_s = max(1, inventory.server.menu_timeout)
     device_id = choice.device_id
-    return _ENV.get_template("pxelinux-unknown.cfg.j2").render(
+    return render_template(
+        "pxelinux-unknown.cfg.j2",
         device_id=device_id,
         mac=mac_of_device_id(device_id) if device_id else None,
-        add_command=add_command(device_id, inventory) if device_id else "",
+        add_command=add_command(device_id, client_ip) if device_id else "",
         config_name=config_name,
         timeout_s=timeout_s,
         timeout_ds=timeout_s * 10,

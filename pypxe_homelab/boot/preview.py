@@ -11,7 +11,7 @@ from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, mac_of_device_id
 from pypxe_homelab.protocol import dhcp_codec
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
-from pypxe_homelab.protocol.proxydhcp import ServerView, decide
+from pypxe_homelab.protocol.proxydhcp import Decision, ServerView, decide
 
 # (label, option 93 arch, vendor class) of the firmware classes a PC can have
 FIRMWARE_CLASSES = (
@@ -40,21 +40,44 @@ class NodePreview:
     cloud_init: dict[str, str] = field(default_factory=dict)
 
 
-def _request(mac: str, arch: int, vendor: str, message_type: int, boot_item: tuple[int, int] | None) -> DhcpRequest:
+def _request(
+    mac: str, arch: int, vendor: str, message_type: int, boot_item: tuple[int, int] | None
+) -> DhcpRequest:
     raw = bytes.fromhex(mac.replace(":", "")) + bytes(10)
     return DhcpRequest(
-        op=1, htype=1, hlen=6, hops=0, xid=0x1234, secs=0, flags=0, ciaddr="0.0.0.0", yiaddr="0.0.0.0",
-        siaddr="0.0.0.0", giaddr="0.0.0.0", chaddr=mac, chaddr_raw=raw, message_type=message_type,
-        vendor_class=vendor, arch=arch, arches=(arch,), nic=(1, 3, 0), machine_id=None, user_class=None,
-        has_ipxe_opts=False, server_id=None,
+        op=1,
+        htype=1,
+        hlen=6,
+        hops=0,
+        xid=0x1234,
+        secs=0,
+        flags=0,
+        ciaddr="0.0.0.0",
+        yiaddr="0.0.0.0",
+        siaddr="0.0.0.0",
+        giaddr="0.0.0.0",
+        chaddr=mac,
+        chaddr_raw=raw,
+        message_type=message_type,
+        vendor_class=vendor,
+        arch=arch,
+        arches=(arch,),
+        nic=(1, 3, 0),
+        machine_id=None,
+        user_class=None,
+        has_ipxe_opts=False,
+        server_id=None,
         pxe={71: boot_item[0].to_bytes(2, "big") + boot_item[1].to_bytes(2, "big")} if boot_item else {},
         boot_item=boot_item,
     )
 
 
-def _describe(reply) -> str:
+def _describe(decision: Decision | None) -> str:
+    if decision is None:
+        return "no answer (not a PXE request)"
+    reply = decision.reply
     if reply is None:
-        return "no answer"
+        return f"no answer ({decision.reason})"
     parts = [f"siaddr={reply.siaddr}", f"file={reply.file or '(none)'}"]
     if reply.pxe:
         parts.append(f"option43={reply.pxe.hex(' ')}")
@@ -66,10 +89,10 @@ def dhcp_answers(inventory: Inventory, mac: str, server: ServerView) -> list[Dhc
     answers = []
     for label, arch, vendor in FIRMWARE_CLASSES:
         offer = decide(_request(mac, arch, vendor, dhcp_codec.DISCOVER, None), 67, inventory, server)
-        answers.append(DhcpAnswer(label, 67, _describe(offer.reply) if offer else "no answer"))
+        answers.append(DhcpAnswer(label, 67, _describe(offer)))
         item = (0x8000, 0) if arch == 0 else None
         ack = decide(_request(mac, arch, vendor, dhcp_codec.REQUEST, item), 4011, inventory, server)
-        answers.append(DhcpAnswer(label, 4011, _describe(ack.reply) if ack else "no answer"))
+        answers.append(DhcpAnswer(label, 4011, _describe(ack)))
     return answers
 
 

@@ -47,7 +47,12 @@ class TftpResolver:
             state = runtime.store.node_state(device_id).state if device_id else None
             choice = choose_boot(runtime.inventory, device_id, state)
             text = render_loader_config(
-                choice, tree=tree, base_url=runtime.base_url, inventory=runtime.inventory, config_name=name
+                choice,
+                tree=tree,
+                base_url=runtime.base_url,
+                inventory=runtime.inventory,
+                config_name=name,
+                client_ip=client[0],
             )
             return TftpFile(data=text.encode())
         found = static_file(runtime.inventory.paths.tftproot, path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, normalise_device_id
 from pypxe_homelab.errors import ConfigError, UserError
 
 
@@ -17,6 +17,14 @@ class CliContext:
     """What every command gets: the config file path given with --config (or the default)."""
 
     config_path: Path
+
+
+def parse_device_id(text: str) -> str:
+    """A device id given on the command line, normalised; UserError naming the accepted forms."""
+    try:
+        return normalise_device_id(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 class _Group(click.Group):

@@ -6,10 +6,9 @@ import ipaddress
 
 import click
 
-from pypxe_homelab.cli import CliContext
+from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config.loader import load_or_default
-from pypxe_homelab.config.model import Inventory, normalise_device_id
-from pypxe_homelab.errors import UserError
+from pypxe_homelab.config.model import Inventory
 
 
 def _advertised(inventory: Inventory) -> ipaddress.IPv4Address:
@@ -61,16 +60,15 @@ def render(obj: CliContext, device_id: str) -> None:
     """Show what DEVICE_ID gets: DHCP answers per firmware, loader configs, URLs, kernel command line, cloud-init."""
     from pypxe_homelab.boot.preview import preview
 
-    try:
-        device_id = normalise_device_id(device_id)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    device_id = parse_device_id(device_id)
     inventory, _ = load_or_default(obj.config_path)
     base_url = f"http://{_advertised(inventory)}:{inventory.server.http_port}"
     state, generation = _install_state(inventory, device_id)
     result = preview(inventory, device_id, state, generation, base_url)
     known = "registered" if inventory.node(device_id) else "NOT in the inventory"
-    click.echo(f"# {device_id}: {known}; state {state or 'none yet'}; {result.choice.action}: {result.choice.reason}")
+    click.echo(
+        f"# {device_id}: {known}; state {state or 'none yet'}; {result.choice.action}: {result.choice.reason}"
+    )
     if result.dhcp:
         click.echo("\n## ProxyDHCP answers")
         for answer in result.dhcp:

@@ -10,22 +10,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pypxe_homelab.cli import CliContext
+from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.editor import add_node, remove_node
 from pypxe_homelab.config.loader import load_or_default
-from pypxe_homelab.config.model import Inventory, Node, normalise_device_id
+from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
 
 RELOAD_NOTE = "A running server picks up the change by itself; no restart needed."
-
-
-def _device(text: str) -> str:
-    try:
-        return normalise_device_id(text)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def _option(name: str, parse, value: Any) -> Any:
@@ -97,7 +90,7 @@ def add(
     force: bool,
 ) -> None:
     """Add a machine to config.yaml (DEVICE_ID: 01-<mac>, a MAC, or a Raspberry Pi serial)."""
-    device = _device(device_id)
+    device = parse_device_id(device_id)
     address = _option("--node-address", V.host_cidr, node_address)
     gateway = _option("--node-gateway", V.ipv4, node_gateway) if node_gateway else None
     dns = _option("--node-dns", V.ipv4_list, ",".join(node_dns)) if node_dns else ()
@@ -153,7 +146,7 @@ def add(
 @click.pass_obj
 def remove(obj: CliContext, device_id: str) -> None:
     """Remove a machine from config.yaml."""
-    edit = remove_node(obj.config_path, _device(device_id))
+    edit = remove_node(obj.config_path, parse_device_id(device_id))
     click.echo(f"Removed {edit.device_id} from {obj.config_path}.")
     click.echo(RELOAD_NOTE)
 

@@ -13,7 +13,10 @@ from pypxe_homelab.server import Server
 
 @click.command()
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="One readable line per event, or one JSON object per line.",
 )
 @click.option("--debug", is_flag=True, help="Log debugging detail.")

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pypxe_homelab.cli import CliContext
-from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, normalise_device_id
+from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
 
@@ -150,10 +150,7 @@ def _offline_views(inventory: Inventory, device_id: str | None) -> tuple[Any, An
 def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, limit: int) -> None:
     """Show every node's install state (or DEVICE_ID's timeline), live until Ctrl-C."""
     if device_id is not None:
-        try:
-            device_id = normalise_device_id(device_id)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+        device_id = parse_device_id(device_id)
     inventory = load_inventory(obj.config_path)
     port = inventory.server.http_port
     api = ApiClient(port)
@@ -200,10 +197,7 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
 @click.pass_obj
 def reinstall(obj: CliContext, device_id: str) -> None:
     """Re-arm DEVICE_ID: it installs again at its next network boot (new install generation)."""
-    try:
-        device_id = normalise_device_id(device_id)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    device_id = parse_device_id(device_id)
     inventory = load_inventory(obj.config_path)
     if inventory.node(device_id) is None:
         raise UserError(

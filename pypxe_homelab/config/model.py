@@ -64,6 +64,12 @@ def device_id_of_mac(mac: str) -> str:
     return "01-" + mac.lower().replace(":", "-")
 
 
+def add_command(device_id: str, ip: str | None = None) -> str:
+    """The command that registers ``device_id``; the address suggested is the one it has now, if known."""
+    address = f"{ip}/24" if ip else "<address>/<prefix>"
+    return f"pypxe-homelab add {device_id} --node-address {address}"
+
+
 def is_pi_serial(device_id: str) -> bool:
     return bool(_PI_SERIAL.match(device_id))
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
-import ipaddress
 import logging
 import socket
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import Event, EventSink
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
@@ -24,10 +22,6 @@ from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, Decision, Serv
 from pypxe_homelab.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-_SIOCGIFADDR = 0x8915
-_SIOCGIFNETMASK = 0x891B
-_SIOCGIFMTU = 0x8921
 
 
 @dataclass(frozen=True)
@@ -42,21 +36,17 @@ class InterfaceInfo:
     @classmethod
     def of(cls, name: str) -> InterfaceInfo:
         """Read the interface's IPv4 address, netmask and MTU from the kernel; UserError if it has none."""
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            req = struct.pack("256s", name.encode()[:15])
-            try:
-                addr = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, req)[20:24]
-                mask = fcntl.ioctl(s.fileno(), _SIOCGIFNETMASK, req)[20:24]
-                mtu = struct.unpack("i", fcntl.ioctl(s.fileno(), _SIOCGIFMTU, req)[16:20])[0]
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    raise UserError(
-                        f"network interface {name!r} does not exist: fix server.interfaces in config.yaml"
-                    ) from None
-                raise UserError(
-                    f"network interface {name!r} has no IPv4 address: configure one or serve another interface"
-                ) from None
-        return cls(name, str(ipaddress.IPv4Address(addr)), str(ipaddress.IPv4Address(mask)), mtu)
+        if not hostnet.interface_exists(name):
+            raise UserError(
+                f"network interface {name!r} does not exist: fix server.interfaces in config.yaml (see `ip -br addr`)"
+            )
+        ipif = hostnet.interface_ipv4(name)
+        if ipif is None:
+            raise UserError(
+                f"network interface {name!r} has no IPv4 address: give it one (from the router's DHCP or "
+                "static) or serve another interface with server.interfaces"
+            )
+        return cls(name, str(ipif.ip), str(ipif.netmask), hostnet.interface_mtu(name))
 
 
 def _bind_error(exc: OSError, port: int, iface: str) -> UserError:

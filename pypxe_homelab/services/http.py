@@ -14,6 +14,8 @@ from aiohttp import web
 
 from pypxe_homelab.config.model import mac_of_device_id
 from pypxe_homelab.events import Event
+from pypxe_homelab.protocol.tftp_paths import PathRefused
+from pypxe_homelab.rootfiles import static_file
 from pypxe_homelab.runtime import Runtime
 
 log = logging.getLogger("pypxe_homelab.http")
@@ -27,20 +29,10 @@ RuntimeGetter = Callable[[], Runtime]
 
 def safe_path(root: Path, rel: str) -> Path | None:
     """``rel`` below ``root`` as a regular file, or None: no '..', no NUL, no symlink leaving the root."""
-    if "\x00" in rel or "\\" in rel:
-        return None
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts) or not parts:
-        return None
-    candidate = root.joinpath(*parts)
     try:
-        real = candidate.resolve(strict=True)
-        real_root = root.resolve(strict=True)
-    except (OSError, RuntimeError):
+        return static_file(root, rel)
+    except PathRefused:
         return None
-    if real_root != real and real_root not in real.parents:
-        return None
-    return real if real.is_file() else None
 
 
 def transfer_kind(path: str) -> str:
@@ -132,8 +124,15 @@ class HttpService:
         client = _client(request)
         node = runtime.inventory.node(device_id)
         if node is None:
-            runtime.emit(Event("http.error", client, device_id, mac_of_device_id(device_id),
-                               {"path": request.path, "status": 404, "reason": "not in the inventory"}))
+            runtime.emit(
+                Event(
+                    "http.error",
+                    client,
+                    device_id,
+                    mac_of_device_id(device_id),
+                    {"path": request.path, "status": 404, "reason": "not in the inventory"},
+                )
+            )
             raise web.HTTPNotFound(text=f"{device_id} is not in the inventory\n")
         generation = runtime.store.node_state(device_id).generation
         try:
@@ -141,8 +140,15 @@ class HttpService:
         except Exception as exc:  # a broken node must not take the server down
             log.error("%s: cannot render %s: %s", device_id, name, exc)
             raise web.HTTPInternalServerError(text=f"cannot render {name} for {device_id}: {exc}\n") from exc
-        runtime.emit(Event("cloudinit.fetch", client, device_id, mac_of_device_id(device_id),
-                           {"file": name, "path": request.path, "bytes": len(body.encode())}))
+        runtime.emit(
+            Event(
+                "cloudinit.fetch",
+                client,
+                device_id,
+                mac_of_device_id(device_id),
+                {"file": name, "path": request.path, "bytes": len(body.encode())},
+            )
+        )
         return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -166,8 +172,14 @@ class HttpService:
             raise web.HTTPNotFound(text=f"not found: /{rel}\n")
         what = transfer_kind(rel)
         size = path.stat().st_size
-        detail = {"path": "/" + rel, "what": what, "size": size, "method": request.method,
-                  "range": request.headers.get("Range"), "agent": request.headers.get("User-Agent", "")}
+        detail = {
+            "path": "/" + rel,
+            "what": what,
+            "size": size,
+            "method": request.method,
+            "range": request.headers.get("Range"),
+            "agent": request.headers.get("User-Agent", ""),
+        }
         runtime.emit(Event("http.get", client, device_id, mac, dict(detail)))
         started = time.monotonic()
         response = web.FileResponse(path, chunk_size=256 * 1024)
@@ -176,13 +188,31 @@ class HttpService:
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError) as exc:
             duration = time.monotonic() - started
-            runtime.emit(Event("http.abort", client, device_id, mac,
-                               {**detail, "duration": round(duration, 3), "reason": type(exc).__name__}))
+            runtime.emit(
+                Event(
+                    "http.abort",
+                    client,
+                    device_id,
+                    mac,
+                    {**detail, "duration": round(duration, 3), "reason": type(exc).__name__},
+                )
+            )
             raise
         duration = time.monotonic() - started
         sent = response.content_length if request.method != "HEAD" else 0
-        runtime.emit(Event("http.done", client, device_id, mac,
-                           {**detail, "status": response.status, "bytes": sent or 0,
-                            "duration": round(duration, 3),
-                            "rate": round((sent or 0) / duration) if duration > 0 else None}))
+        runtime.emit(
+            Event(
+                "http.done",
+                client,
+                device_id,
+                mac,
+                {
+                    **detail,
+                    "status": response.status,
+                    "bytes": sent or 0,
+                    "duration": round(duration, 3),
+                    "rate": round((sent or 0) / duration) if duration > 0 else None,
+                },
+            )
+        )
         return response

@@ -55,6 +55,7 @@ from pypxe_homelab.protocol.tftp_wire import (
     parse_error,
     parse_request,
 )
+from pypxe_homelab.rootfiles import static_file  # noqa: F401 - part of this module's interface
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +79,6 @@ class TftpFile:
 
 
 Resolver = Callable[[str, tuple[str, int]], TftpFile | None]
-
-
-def static_file(root: Path, path: str) -> Path | None:
-    """The real file under ``root`` that ``path`` names, or None if there is none.
-
-    Raises PathRefused when the name is unsafe or when it (through symlinks) leads outside ``root``.
-    """
-    clean = normalise(path)
-    real_root = root.resolve()
-    try:
-        real = (real_root / clean).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a file used as a directory, a symlink loop
-        return None
-    if real_root not in real.parents:
-        raise PathRefused("the name leads outside the TFTP root")
-    return real if real.is_file() else None
 
 
 @dataclass

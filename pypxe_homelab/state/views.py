@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.config.model import Inventory, Node, add_command
 from pypxe_homelab.state.discovery import DeviceRecord
 from pypxe_homelab.state.store import StateStore
 
@@ -16,8 +16,7 @@ def device_facts(rec: DeviceRecord) -> dict[str, Any]:
 
 def suggested_add(rec: DeviceRecord) -> str:
     """The command that registers a discovered device (the address is a suggestion to adjust)."""
-    address = f"{rec.ip}/24" if rec.ip else "<address>/<prefix>"
-    return f"pypxe-homelab add {rec.device_id} --node-address {address}"
+    return add_command(rec.device_id, rec.ip)
 
 
 def _node_json(

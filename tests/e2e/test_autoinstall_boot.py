@@ -38,7 +38,9 @@ USER_DATA_BEGIN, USER_DATA_END = "PXH-USER-DATA-BEGIN", "PXH-USER-DATA-END"
 META_DATA_BEGIN, META_DATA_END = "PXH-META-DATA-BEGIN", "PXH-META-DATA-END"
 LOCAL_BOOT_SAY = "booting from the local disk"
 # after LOCALBOOT, OVMF finds nothing else to boot: its boot manager falls through to the shell / no option
-FELL_THROUGH = r"BdsDxe: No bootable option|UEFI Interactive Shell|Shell> |No bootable device|Boot Manager Menu"
+FELL_THROUGH = (
+    r"BdsDxe: No bootable option|UEFI Interactive Shell|Shell> |No bootable device|Boot Manager Menu"
+)
 
 # (event_type, name, result) posted to the webhook, as Subiquity's reporting would
 INSTALLER_EVENTS = (
@@ -225,7 +227,14 @@ def test_the_node_is_installed_and_its_timeline_shows_the_install(installer: Ins
     assert status["os"] == IMAGE
     events = status["events"]
     kinds = {e["kind"] for e in events}
-    assert {"dhcp.offer", "tftp.done", "http.done", "cloudinit.fetch", "install.event", "install.callback"} <= kinds
+    assert {
+        "dhcp.offer",
+        "tftp.done",
+        "http.done",
+        "cloudinit.fetch",
+        "install.event",
+        "install.callback",
+    } <= kinds
     done = {e["detail"].get("path") for e in events if e["kind"] == "http.done"}
     assert {f"/{DEVICE_ID}/casper/vmlinuz", f"/{DEVICE_ID}/casper/initrd"} <= done
     installer_events = [
@@ -239,7 +248,9 @@ def test_the_node_is_installed_and_its_timeline_shows_the_install(installer: Ins
 def test_the_installed_node_boots_from_its_disk_next_time(installer: Installer):
     lab = installer.lab
     installer.mark()
-    result = lab.boot(FIRMWARE, MAC, expect=FELL_THROUGH, fail=r"Kernel panic|Linux version \d", same_machine=True)
+    result = lab.boot(
+        FIRMWARE, MAC, expect=FELL_THROUGH, fail=r"Kernel panic|Linux version \d", same_machine=True
+    )
     log = installer.log_since_mark()
     context = result.describe() + "\n---- server log ----\n" + log[-5000:]
     assert result.ok, context

@@ -41,7 +41,10 @@ class Lab:
 
     def pxe(self, *args: str) -> dict | list:
         result = self.lan.run(
-            "client", [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"], cwd=REPO, timeout=60
+            "client",
+            [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"],
+            cwd=REPO,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
@@ -118,8 +121,12 @@ def test_port_4011_acks_in_all_three_styles(lab: Lab, profile: str, mac: str, fi
 def test_tftp_serves_the_loader_with_blksize_and_tsize(lab: Lab) -> None:
     expected = Path("/usr/lib/PXELINUX/lpxelinux.0").read_bytes()
     [loader, ldlinux, cfg] = tftp_get(
-        lab.lan, "client", lab.server_ip, ["lpxelinux.0", "ldlinux.c32", f"pxelinux.cfg/{KNOWN}"],
-        blksize=1408, tsize=True,
+        lab.lan,
+        "client",
+        lab.server_ip,
+        ["lpxelinux.0", "ldlinux.c32", f"pxelinux.cfg/{KNOWN}"],
+        blksize=1408,
+        tsize=True,
     )
     assert loader["ok"] and loader["sha256"] == hashlib.sha256(expected).hexdigest()
     assert loader["oack"] == {"blksize": "1408", "tsize": str(len(expected))}
@@ -168,7 +175,9 @@ def test_http_get_range_and_head(lab: Lab) -> None:
     assert part["status"] == 206 and part["length"] == 1000
     assert part["sha256"] == hashlib.sha256(body[1000:2000]).hexdigest()
     head = http_request(lab.lan, "client", url, method="HEAD")
-    assert head["status"] == 200 and head["length"] == 0 and head["headers"]["Content-Length"] == str(len(body))
+    assert (
+        head["status"] == 200 and head["length"] == 0 and head["headers"]["Content-Length"] == str(len(body))
+    )
     assert http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/../../etc/passwd")["status"] == 404
 
 
@@ -208,7 +217,10 @@ def test_add_while_running_then_remove(lab: Lab) -> None:
     lab.server.wait_log(f"node added: {UNKNOWN}", start=start)
     text = lab.config(UNKNOWN)
     assert f"KERNEL http://{lab.server_ip}:12345/{UNKNOWN}/casper/vmlinuz" in text
-    assert " autoinstall " in text and f"ds=nocloud-net;s=http://{lab.server_ip}:12345/{UNKNOWN}/cloud-init/" in text
+    assert (
+        " autoinstall " in text
+        and f"ds=nocloud-net;s=http://{lab.server_ip}:12345/{UNKNOWN}/cloud-init/" in text
+    )
     start = len(lab.server.log())
     lab.server.cli("remove", UNKNOWN)
     lab.server.wait_log(f"node removed: {UNKNOWN}", start=start)
@@ -218,8 +230,9 @@ def test_add_while_running_then_remove(lab: Lab) -> None:
 BREAKAGES = {
     "bad YAML": lambda text, prefix: text.replace("  boot:\n", "  boot: [\n", 1),
     "bad CIDR": lambda text, prefix: text.replace(f"{prefix}.50/24", f"{prefix}.500/24"),
-    "duplicate address": lambda text, prefix: text
-    + f"  {UNKNOWN}:\n    address: {prefix}.50/24\n    boot: {{kernel: boot/linux}}\n",
+    "duplicate address": lambda text, prefix: (
+        text + f"  {UNKNOWN}:\n    address: {prefix}.50/24\n    boot: {{kernel: boot/linux}}\n"
+    ),
 }
 
 
@@ -268,8 +281,12 @@ def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
     offers = lab.pxe("discover", "--profile", "pi4", "--mac", PI_MAC)
     assert any(b"Raspberry Pi Boot".hex() in o["pxe"].get("9", "") for o in offers)
     start4, config_txt = tftp_get(
-        lab.lan, "client", lab.server_ip, [f"{PI_SERIAL}/start4.elf", f"{PI_SERIAL}/config.txt"],
-        blksize=1024, tsize=True,
+        lab.lan,
+        "client",
+        lab.server_ip,
+        [f"{PI_SERIAL}/start4.elf", f"{PI_SERIAL}/config.txt"],
+        blksize=1024,
+        tsize=True,
     )
     assert start4["ok"] and start4["oack"] == {"blksize": "1024", "tsize": "200000"} and config_txt["ok"]
     result = lab.server.cli("probe", "--once", "--json")
@@ -287,34 +304,67 @@ INSTALLER = "01-52-54-00-a0-00-0b"
 def _post_event(lab: Lab, device_id: str, event: dict) -> int:
     url = f"http://{lab.server_ip}:12345/{device_id}/events"
     body = json.dumps(event).encode()
-    return http_request(lab.lan, "client", url, method="POST", headers={"Content-Type": "application/json"},
-                        data=body)["status"]
+    return http_request(
+        lab.lan, "client", url, method="POST", headers={"Content-Type": "application/json"}, data=body
+    )["status"]
 
 
 def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) -> None:
     config = lab.server.config
     good = config.read_text()
-    node = (f"  {INSTALLER}:\n    address: {lab.lan.prefix}.70/24\n    os: ubuntu-24.04\n"
-            f"    ssh_authorized_keys: [\"{PUBKEY}\"]\n")
+    node = (
+        f"  {INSTALLER}:\n    address: {lab.lan.prefix}.70/24\n    os: ubuntu-24.04\n"
+        f'    ssh_authorized_keys: ["{PUBKEY}"]\n'
+    )
     start = len(lab.server.log())
     config.write_text(good + node)
     lab.server.wait_log(f"node added: {INSTALLER}", start=start)
     try:
         assert "casper/vmlinuz" in lab.config(INSTALLER)
-        meta = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data")
+        meta = http_request(
+            lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data"
+        )
         assert meta["status"] == 200 and f"instance-id: {INSTALLER}-1" in meta["text"]
-        user = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data")
+        user = http_request(
+            lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
+        )
         assert user["text"].startswith("#cloud-config\n") and PUBKEY in user["text"]
         base = {"origin": "curtin", "level": "INFO", "timestamp": 1.0}
-        for event_type, name in [("start", "subiquity/Install/install"),
-                                 ("start", "subiquity/Install/install/curthooks"),
-                                 ("finish", "subiquity/Install/install/curthooks")]:
-            assert _post_event(lab, INSTALLER, {**base, "event_type": event_type, "name": name,
-                                                "description": name, "result": "SUCCESS"}) == 200
+        for event_type, name in [
+            ("start", "subiquity/Install/install"),
+            ("start", "subiquity/Install/install/curthooks"),
+            ("finish", "subiquity/Install/install/curthooks"),
+        ]:
+            assert (
+                _post_event(
+                    lab,
+                    INSTALLER,
+                    {
+                        **base,
+                        "event_type": event_type,
+                        "name": name,
+                        "description": name,
+                        "result": "SUCCESS",
+                    },
+                )
+                == 200
+            )
         state = json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)
         assert state["state"] == "installing"
-        assert _post_event(lab, INSTALLER, {**base, "event_type": "finish", "name": "subiquity/Install/install",
-                                            "description": "", "result": "SUCCESS"}) == 200
+        assert (
+            _post_event(
+                lab,
+                INSTALLER,
+                {
+                    **base,
+                    "event_type": "finish",
+                    "name": "subiquity/Install/install",
+                    "description": "",
+                    "result": "SUCCESS",
+                },
+            )
+            == 200
+        )
         callback = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
         assert callback["status"] == 200
         assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == "installed"
@@ -325,7 +375,9 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
             assert "LOCALBOOT 0" in text and "KERNEL" not in text and "reinstall" in text
         lab.server.cli("reinstall", INSTALLER)
         assert "casper/vmlinuz" in lab.config(INSTALLER)
-        meta = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data")
+        meta = http_request(
+            lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/meta-data"
+        )
         assert f"instance-id: {INSTALLER}-2" in meta["text"]
     finally:
         start = len(lab.server.log())
@@ -335,8 +387,10 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
 
 def test_second_server_says_which_port_is_taken(lab: Lab) -> None:
     result = lab.lan.run(
-        "server", [sys.executable, "-m", "pypxe_homelab", "--config", str(lab.server.config), "serve"],
-        cwd=REPO, timeout=30,
+        "server",
+        [sys.executable, "-m", "pypxe_homelab", "--config", str(lab.server.config), "serve"],
+        cwd=REPO,
+        timeout=30,
     )
     assert result.returncode == 1
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
@@ -347,7 +401,10 @@ def test_missing_boot_loaders_are_one_line_with_the_fix(lab: Lab, tmp_path: Path
     config = tmp_path / "config.yaml"
     config.write_text(base_config(lab.lan, tmp_path / "empty-root"))
     result = lab.lan.run(
-        "client", [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"], cwd=REPO, timeout=30
+        "client",
+        [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"],
+        cwd=REPO,
+        timeout=30,
     )
     assert result.returncode == 1
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]

@@ -22,7 +22,7 @@ def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str 
         server:
           interfaces: [eth0]   # the namespace's only link
           http_port: 12345
-        {textwrap.indent(extra_server, '  ').strip()}
+        {textwrap.indent(extra_server, "  ").strip()}
         paths:
           root: {root}
         defaults:
@@ -57,9 +57,19 @@ class ServerProcess:
         log = open(self.log_path, "a")  # noqa: SIM115 - owned by the process for its lifetime
         self.proc = self.lan.popen(
             self.host,
-            [sys.executable, "-m", "pypxe_homelab", "--config", str(self.config), "serve",
-             "--log-format", self.log_format],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "pypxe_homelab",
+                "--config",
+                str(self.config),
+                "serve",
+                "--log-format",
+                self.log_format,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         for proto, port in ports:
             try:
@@ -120,7 +130,13 @@ def tftp_get(lan: TestLan, host: str, server_ip: str, paths: list[str], **option
 
 
 def http_request(
-    lan: TestLan, host: str, url: str, *, method: str = "GET", headers: dict | None = None, data: bytes | None = None
+    lan: TestLan,
+    host: str,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict | None = None,
+    data: bytes | None = None,
 ) -> dict:
     """One HTTP request from ``host``: status, headers, body length, sha256 and (short) text."""
     code = f"""
