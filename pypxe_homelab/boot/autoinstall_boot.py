@@ -3,6 +3,7 @@ HTTP, and its cloud-init seed. Thin wrappers over ``kernel_cmdline`` and ``autoi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,3 +77,10 @@ def cloud_init_file(inventory: Inventory, node: Node, name: str, base_url: str, 
     if body is None:
         raise UserError(f"{name} is not a cloud-init seed file")
     return body
+
+
+def image_ready(inventory: Inventory) -> Callable[[str], bool]:
+    """A predicate: is image ``name`` fetched and unpacked under this inventory's httproot?"""
+    from pypxe_homelab.assets.images import image_paths
+
+    return lambda name: image_paths(inventory.paths.httproot, name) is not None

@@ -6,6 +6,7 @@ nowhere else: an unknown machine is never installed, and an installed node boots
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,12 @@ class BootChoice:
     reason: str = ""
 
 
-def choose_boot(inventory: Inventory, device_id: str | None, install_state: str | None) -> BootChoice:
+def choose_boot(
+    inventory: Inventory,
+    device_id: str | None,
+    install_state: str | None,
+    image_ready: Callable[[str], bool] = lambda name: True,
+) -> BootChoice:
     """Decide what ``device_id`` boots, given its install state (``installed``, ``failed``, … or None).
 
     A node's own ``boot:`` wins over an ``os:`` inherited from defaults; its own ``os:`` wins over ``boot:``.
@@ -43,6 +49,13 @@ def choose_boot(inventory: Inventory, device_id: str | None, install_state: str 
                 device_id,
                 node,
                 f"{node.os} is installed; run 'pypxe-homelab reinstall {device_id}' to install again",
+            )
+        if not image_ready(node.os):
+            return BootChoice(
+                "local",
+                device_id,
+                node,
+                f"image {node.os} is not fetched yet; run 'pypxe-homelab images fetch {node.os}'",
             )
         return BootChoice("install", device_id, node, f"installs {node.os}")
     return BootChoice("local", device_id, node, "no boot: or os: configured for this node")

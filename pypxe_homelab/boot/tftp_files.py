@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from pypxe_homelab.boot.autoinstall_boot import image_ready
 from pypxe_homelab.boot.loader_config import render_loader_config
 from pypxe_homelab.boot.policy import choose_boot
 from pypxe_homelab.protocol.tftp_paths import loader_config_request
@@ -45,7 +46,7 @@ class TftpResolver:
             if not serve:
                 return None
             state = runtime.store.node_state(device_id).state if device_id else None
-            choice = choose_boot(runtime.inventory, device_id, state)
+            choice = choose_boot(runtime.inventory, device_id, state, image_ready(runtime.inventory))
             text = render_loader_config(
                 choice,
                 tree=tree,

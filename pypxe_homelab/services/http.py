@@ -52,6 +52,35 @@ def _client(request: web.Request) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else str(request.remote)
 
 
+class _ReportedFileResponse(web.FileResponse):
+    """A FileResponse (Range, HEAD, Content-Length, sendfile) that reports when its body is sent or cut off."""
+
+    def __init__(self, path: Path, report: Callable[[str, dict], None]) -> None:
+        super().__init__(path, chunk_size=256 * 1024)
+        self._report = report
+
+    async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
+        started = time.monotonic()
+        try:
+            writer = await super().prepare(request)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            duration = round(time.monotonic() - started, 3)
+            self._report("http.abort", {"duration": duration, "reason": type(exc).__name__})
+            raise
+        duration = time.monotonic() - started
+        sent = (self.content_length or 0) if request.method != "HEAD" else 0
+        self._report(
+            "http.done",
+            {
+                "status": self.status,
+                "bytes": sent,
+                "duration": round(duration, 3),
+                "rate": round(sent / duration) if duration > 0 else None,
+            },
+        )
+        return writer
+
+
 class HttpService:
     """Builds the aiohttp application and runs it on ``port`` of every address."""
 
@@ -181,38 +210,6 @@ class HttpService:
             "agent": request.headers.get("User-Agent", ""),
         }
         runtime.emit(Event("http.get", client, device_id, mac, dict(detail)))
-        started = time.monotonic()
-        response = web.FileResponse(path, chunk_size=256 * 1024)
-        try:
-            await response.prepare(request)
-            await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError) as exc:
-            duration = time.monotonic() - started
-            runtime.emit(
-                Event(
-                    "http.abort",
-                    client,
-                    device_id,
-                    mac,
-                    {**detail, "duration": round(duration, 3), "reason": type(exc).__name__},
-                )
-            )
-            raise
-        duration = time.monotonic() - started
-        sent = response.content_length if request.method != "HEAD" else 0
-        runtime.emit(
-            Event(
-                "http.done",
-                client,
-                device_id,
-                mac,
-                {
-                    **detail,
-                    "status": response.status,
-                    "bytes": sent or 0,
-                    "duration": round(duration, 3),
-                    "rate": round((sent or 0) / duration) if duration > 0 else None,
-                },
-            )
+        return _ReportedFileResponse(
+            path, lambda kind, facts: runtime.emit(Event(kind, client, device_id, mac, {**detail, **facts}))
         )
-        return response

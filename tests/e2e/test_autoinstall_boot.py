@@ -37,10 +37,10 @@ DONE = "PXH-INSTALLER-DONE"
 USER_DATA_BEGIN, USER_DATA_END = "PXH-USER-DATA-BEGIN", "PXH-USER-DATA-END"
 META_DATA_BEGIN, META_DATA_END = "PXH-META-DATA-BEGIN", "PXH-META-DATA-END"
 LOCAL_BOOT_SAY = "booting from the local disk"
-# after LOCALBOOT, OVMF finds nothing else to boot: its boot manager falls through to the shell / no option
-FELL_THROUGH = (
-    r"BdsDxe: No bootable option|UEFI Interactive Shell|Shell> |No bootable device|Boot Manager Menu"
-)
+# syslinux.efi's LOCALBOOT returns to the firmware: OVMF reports that the PXEv4 entry ended and, the VM having
+# no disk, goes on to its next boot option, PXE over IPv6
+PXE4_ENDED = "BdsDxe: failed to start Boot"
+NEXT_BOOT_OPTION = ">>Start PXE over IPv6"
 
 # (event_type, name, result) posted to the webhook, as Subiquity's reporting would
 INSTALLER_EVENTS = (
@@ -249,13 +249,21 @@ def test_the_installed_node_boots_from_its_disk_next_time(installer: Installer):
     lab = installer.lab
     installer.mark()
     result = lab.boot(
-        FIRMWARE, MAC, expect=FELL_THROUGH, fail=r"Kernel panic|Linux version \d", same_machine=True
+        FIRMWARE,
+        MAC,
+        expect=re.escape(NEXT_BOOT_OPTION),
+        fail=r"Kernel panic|Linux version \d",
+        same_machine=True,
     )
     log = installer.log_since_mark()
     context = result.describe() + "\n---- server log ----\n" + log[-5000:]
     assert result.ok, context
-    assert LOCAL_BOOT_SAY in result.serial, context
-    assert "Linux version" not in result.serial
+    serial = result.serial
+    assert LOCAL_BOOT_SAY in serial, context
+    # the node's own config was served, PXELINUX handed back to the firmware, which moved on
+    assert serial.index(LOCAL_BOOT_SAY) < serial.index(PXE4_ENDED) < serial.index(NEXT_BOOT_OPTION), context
+    assert f"efi64/pxelinux.cfg/{DEVICE_ID}" in served_paths(log, "tftp.done"), context
+    assert "Linux version" not in serial
     for kind in ("http.get", "http.done"):
         assert not [p for p in served_paths(log, kind) if "casper" in p], context
     status = installer.status()

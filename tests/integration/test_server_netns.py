@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.autoinstall.isobuild import build_test_iso
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.serverproc import REPO, ServerProcess, base_config, client_python, http_request, tftp_get
 
@@ -65,6 +66,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         config.write_text(base_config(lan, root, nodes=NODES.format(prefix=lan.prefix)))
         server = ServerProcess(lan, config)
         server.cli("bootfiles", "install")
+        iso = tmp / "ubuntu-24.04-test.iso"
+        build_test_iso(iso, b"test kernel " * 1000, b"test initrd " * 1000)
+        server.cli("images", "add", str(iso), "--name", "ubuntu-24.04")
         boot = root / "httproot" / "boot"
         boot.mkdir(parents=True)
         (boot / "linux").write_bytes(os.urandom(1024 * 1024 + 17))
@@ -179,6 +183,23 @@ def test_http_get_range_and_head(lab: Lab) -> None:
         head["status"] == 200 and head["length"] == 0 and head["headers"]["Content-Length"] == str(len(body))
     )
     assert http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/../../etc/passwd")["status"] == 404
+
+
+def test_http_keep_alive_serves_files_one_after_the_other(lab: Lab) -> None:
+    code = f"""
+        import http.client, json
+        conn = http.client.HTTPConnection({lab.server_ip!r}, 12345, timeout=10)
+        sizes = []
+        for path in ["/boot/initrd.gz", "/boot/linux", "/boot/initrd.gz"]:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            sizes.append((resp.status, len(resp.read()), resp.getheader("Connection")))
+        print(json.dumps({{"sizes": sizes, "same_socket": conn.sock is not None}}))
+    """
+    result = client_python(lab.lan, "client", code)
+    assert [s[:2] for s in result["sizes"]] == [[200, 300000], [200, 1024 * 1024 + 17], [200, 300000]]
+    assert result["same_socket"]
+    assert "Error handling request" not in lab.server.log()
 
 
 def test_http_1_0_client_gets_content_length(lab: Lab) -> None:

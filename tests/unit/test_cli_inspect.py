@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pypxe_homelab.cli import main
+from tests.fixtures.autoinstall.isobuild import build_test_iso
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwL7jG3o8b1x7gOa+Nj0y8oQ1J8U4I3yXxJgkOQeH1a admin@test"
 CONFIG = f"""\
@@ -45,7 +46,10 @@ def test_validate_accepts_a_good_inventory(tmp_path: Path) -> None:
 def test_validate_says_which_image_to_fetch(tmp_path: Path) -> None:
     result = _run(tmp_path, "validate")
     assert result.exit_code == 1
-    assert "image 'ubuntu-24.04' is not fetched yet; run `pypxe-homelab images fetch ubuntu-24.04`" in result.output
+    assert (
+        "image 'ubuntu-24.04' is not fetched yet; run `pypxe-homelab images fetch ubuntu-24.04`"
+        in result.output
+    )
 
 
 def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -70,7 +74,16 @@ def test_render_shows_dhcp_answers_configs_and_urls(tmp_path: Path) -> None:
     assert "http://192.0.2.10:12345/boot/linux" in out
 
 
+def test_render_of_an_install_node_without_its_image_boots_locally(tmp_path: Path) -> None:
+    out = _run(tmp_path, "render", "01-52-54-00-a0-00-02").output
+    assert "image ubuntu-24.04 is not fetched yet; run 'pypxe-homelab images fetch ubuntu-24.04'" in out
+    assert "LOCALBOOT 0" in out and "casper" not in out
+
+
 def test_render_of_an_install_node_shows_cmdline_and_cloud_init(tmp_path: Path) -> None:
+    iso = tmp_path / "test.iso"
+    build_test_iso(iso, b"kernel" * 100, b"initrd" * 100)
+    assert _run(tmp_path, "images", "add", str(iso), "--name", "ubuntu-24.04").exit_code == 0
     out = _run(tmp_path, "render", "01-52-54-00-a0-00-02").output
     assert "ds=nocloud-net;s=http://192.0.2.10:12345/01-52-54-00-a0-00-02/cloud-init/" in out
     assert "## http://192.0.2.10:12345/01-52-54-00-a0-00-02/cloud-init/user-data\n#cloud-config" in out
