@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BIOS_MAC, NODE_CMDLINE, UEFI_MAC, NetbootLab
+from tests.fixtures.autoinstall.inventories import public_key
 from tests.fixtures.autoinstall.isobuild import build_test_iso
 from tests.lab.mkinitrd import build_net_initrd
 
@@ -34,6 +35,8 @@ HOSTNAME = "e2e-node1"
 PASSWORD = "plaintext-e2e-secret-4711"
 
 DONE = "PXH-INSTALLER-DONE"
+CMDLINE = "PXH-INSTALLER-CMDLINE:"
+KERNEL_LOG_LINE = re.compile(r"\[\s*\d+\.\d+\] ")
 USER_DATA_BEGIN, USER_DATA_END = "PXH-USER-DATA-BEGIN", "PXH-USER-DATA-END"
 META_DATA_BEGIN, META_DATA_END = "PXH-META-DATA-BEGIN", "PXH-META-DATA-END"
 LOCAL_BOOT_SAY = "booting from the local disk"
@@ -62,6 +65,8 @@ def installer_script() -> str:
         posts.append(f"post_event '{json.dumps(body)}'")
     post_lines = "\n".join(posts)
     return f"""
+dmesg -n 1  # keep kernel messages from interleaving with what is printed below
+echo "{CMDLINE} $(cat /proc/cmdline)"
 SEED=""
 for w in $(cat /proc/cmdline); do
   case "$w" in
@@ -92,7 +97,9 @@ echo "{DONE}"
 
 
 def ssh_public_key(workdir: Path) -> str:
-    """A fresh ed25519 public key line made by ssh-keygen."""
+    """A fresh ed25519 public key line made by ssh-keygen (a well-formed synthetic one without it)."""
+    if not shutil.which("ssh-keygen"):
+        return public_key("admin@e2e", seed=7)
     key = workdir / "id_ed25519"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@e2e", "-f", str(key)],
@@ -131,6 +138,8 @@ nodes:
 
 @dataclass
 class Installer:
+    """The lab set up for the install, and where in the server log the current boot starts."""
+
     lab: NetbootLab
     key: str
     log_offset: int = 0  # server log length when the current boot started
@@ -154,8 +163,6 @@ class Installer:
 @pytest.fixture(scope="module")
 def installer(netboot_lab: NetbootLab, tmp_path_factory: pytest.TempPathFactory) -> Installer:
     """The lab with image ``ubuntu-e2e`` added from a test ISO and the UEFI machine set to install it."""
-    if not shutil.which("ssh-keygen"):
-        pytest.skip("ssh-keygen not found: install openssh-client")
     lab = netboot_lab
     work = tmp_path_factory.mktemp("autoinstall")
     initrd = build_net_initrd(installer_script(), lab.kernel)
@@ -171,9 +178,10 @@ def installer(netboot_lab: NetbootLab, tmp_path_factory: pytest.TempPathFactory)
 
 
 def between(text: str, begin: str, end: str) -> str:
+    """The lines printed between two markers, without kernel log lines (``[   2.23] …``)."""
     m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, re.S)
     assert m, f"no {begin} … {end} block on the serial console"
-    return m.group(1)
+    return "\n".join(line for line in m.group(1).splitlines() if not KERNEL_LOG_LINE.match(line)) + "\n"
 
 
 def served_paths(log: str, kind: str) -> list[str]:
@@ -188,7 +196,7 @@ def test_installer_boots_with_the_autoinstall_cmdline_and_reads_its_seed(install
     context = result.describe() + "\n---- server log ----\n" + installer.log_since_mark()[-5000:]
     assert result.ok, context
 
-    m = re.search(r"PXH-CMDLINE: (.*)", result.serial)
+    m = re.search(re.escape(CMDLINE) + r" (.*)", result.serial)
     assert m, context
     cmdline = m.group(1).split()
     base = f"http://{lab.server_ip}:{lab.http_port}"
@@ -284,3 +292,12 @@ def test_reinstall_rearms_the_installer_with_a_new_instance_id(installer: Instal
     status = installer.status()
     assert status["state"] == "discovered"
     assert status["generation"] == 2
+
+    # the running server serves the new seed; fetching it counts as the new install starting
+    served = lab.lan.run(
+        "server", ["busybox", "wget", "-q", "-O", "-", f"{installer.node_url}/cloud-init/meta-data"]
+    )
+    assert served.returncode == 0, served.stderr
+    assert f"instance-id: {DEVICE_ID}-2" in served.stdout
+    status = installer.status()
+    assert (status["state"], status["generation"]) == ("installing", 2)

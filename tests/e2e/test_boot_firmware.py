@@ -21,7 +21,8 @@ def kernel_cmdline(serial: str) -> str:
 
 @pytest.mark.parametrize(("firmware", "mac"), [("bios", BIOS_MAC), ("uefi", UEFI_MAC)])
 def test_known_node_boots_its_kernel_with_its_cmdline(netboot_lab, firmware, mac):
-    result = netboot_lab.boot(firmware, mac)
+    # wait for the whole command-line line: the VM is stopped as soon as `expect` matches
+    result = netboot_lab.boot(firmware, mac, expect=re.escape(CMDLINE_MARKER) + r" .*\n")
 
     assert result.ok, result.describe() + "\n---- server log ----\n" + netboot_lab.server_log()[-4000:]
     assert NODE_CMDLINE in kernel_cmdline(result.serial)
