@@ -35,5 +35,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
-.venv/bin/ruff check pypxe_homelab tests
+.venv/bin/ruff check pypxe_homelab tests bench
+.venv/bin/ruff format --check pypxe_homelab tests bench
 exec .venv/bin/python -m pytest "$@"

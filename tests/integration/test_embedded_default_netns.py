@@ -29,19 +29,18 @@ pytestmark = [
 def test_first_run_without_a_config_file(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "config.yaml"
     cli = f"{sys.executable} -m pypxe_homelab --config {missing}"
-    script = (
-        "mount -t tmpfs tmpfs /var/lib && "
-        f"{cli} bootfiles install && "
-        f"exec {cli} serve"
-    )
+    script = f"mount -t tmpfs tmpfs /var/lib && {cli} bootfiles install && exec {cli} serve"
     log_path = tmp_path / "serve.log"
     existed = Path("/var/lib/pypxe-homelab").exists()
     with TestLan(["server", "client"]) as lan:
         lan.run("server", ["ip", "route", "add", "default", "via", f"{lan.prefix}.1"])
         with open(log_path, "w") as log:
             proc = lan.popen(
-                "server", ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                "server",
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
         try:
             lan.wait_port("server", "udp", 67, timeout=30)
@@ -51,13 +50,33 @@ def test_first_run_without_a_config_file(tmp_path: Path) -> None:
             assert f"serving eth0: {lan.ip('server')}" in text and "0 node(s)" in text
             device_id = "01-52-54-00-a0-00-21"
             offers = subprocess.run(
-                ["ip", "netns", "exec", lan.ns("client"), sys.executable, "-m", "tests.lab.pxeclient",
-                 "discover", "--profile", "edk2", "--mac", "52:54:00:a0:00:21", "--iface", "eth0"],
-                capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    lan.ns("client"),
+                    sys.executable,
+                    "-m",
+                    "tests.lab.pxeclient",
+                    "discover",
+                    "--profile",
+                    "edk2",
+                    "--mac",
+                    "52:54:00:a0:00:21",
+                    "--iface",
+                    "eth0",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                timeout=60,
+                check=True,
             )
             assert any(o["message_type"] == 2 for o in json.loads(offers.stdout))
             [cfg] = tftp_get(lan, "client", lan.ip("server"), [f"efi64/pxelinux.cfg/{device_id}"])
-            assert cfg["ok"] and f"pypxe-homelab add {device_id}" in cfg["text"] and "LOCALBOOT" in cfg["text"]
+            assert (
+                cfg["ok"] and f"pypxe-homelab add {device_id}" in cfg["text"] and "LOCALBOOT" in cfg["text"]
+            )
             probe = lan.run("server", [*cli.split(), "probe", "--once", "--json"], cwd=REPO)
             assert probe.returncode == 0, probe.stderr
             assert device_id in {d["device_id"] for d in json.loads(probe.stdout)}
