@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pypxe_homelab.config.model import Inventory
-from pypxe_homelab.events import Event, EventSink
+from pypxe_homelab.events import EventSink
 
 if TYPE_CHECKING:
     from pypxe_homelab.state.store import StateStore
@@ -26,6 +26,3 @@ class Runtime:
     def base_url(self) -> str:
         """``http://<server>:<port>`` as clients must use it (an IP literal: firmware has no DNS)."""
         return f"http://{self.advertise}:{self.http_port}"
-
-    def record(self, event: Event) -> None:
-        self.emit(event)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from pypxe_homelab.config import hostnet
@@ -14,6 +15,7 @@ from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import Inventory
 from pypxe_homelab.errors import ConfigError, UserError
 from pypxe_homelab.events import Event
+from pypxe_homelab.logging_setup import log_event
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo
 
@@ -137,11 +139,12 @@ class Server:
         if runtime is None:
             return
         try:
-            runtime.store.record(event)
+            device_id = runtime.store.record(event)
         except Exception:
             log.exception("could not record %s", event.kind)
-        from pypxe_homelab.logging_setup import log_event
-
+            device_id = None
+        if device_id and event.device_id is None:  # e.g. a hex-IP or UUID config name, told by the store
+            event = replace(event, device_id=device_id)
         log_event(event)
 
     async def run(self) -> None:

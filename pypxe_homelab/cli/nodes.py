@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from typing import Any
 
 import click
@@ -196,7 +197,7 @@ def list_(obj: CliContext, as_json: bool) -> None:
             record["os"] or "",
             boot,
         )
-    console = Console(width=None if click.get_text_stream("stdout").isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
 
 

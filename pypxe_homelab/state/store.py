@@ -158,12 +158,15 @@ class StateStore:
 
     # -- recording ------------------------------------------------------------------------------
 
-    def record(self, event: Event) -> None:
-        """Attach ``event`` to its device, update the device record, the node state and the timeline."""
+    def record(self, event: Event) -> str | None:
+        """Attach ``event`` to its device, update the device record, the node state and the timeline.
+
+        Returns the device id the event was attached to (None when no device could be told).
+        """
         note: Notification | None = None
         with self._lock:
             if self._closed:
-                return
+                return None
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 note = self._record(event)
@@ -172,7 +175,7 @@ class StateStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 log.warning("state: could not record %s from %s: %s", event.kind, event.client or "?", exc)
-                return
+                return None
             subscribers = list(self._subscribers)
         if note is not None:
             for callback in subscribers:
@@ -180,6 +183,7 @@ class StateStore:
                     callback(note)
                 except Exception as exc:
                     log.warning("state: a subscriber failed: %s", exc)
+        return note.device.device_id if note is not None else None
 
     def _record(self, event: Event) -> Notification | None:
         ip = client_ip(event.client)
