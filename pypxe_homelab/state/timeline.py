@@ -85,9 +85,10 @@ def describe(event: Event) -> str:
     if k == "tftp.done":
         return f"TFTP sent {_transfer(d)}"
     if k == "tftp.error":
-        return f"TFTP error {d.get('path', '?')}: {d.get('error') or d.get('message') or 'failed'}"
+        return f"TFTP error {d.get('path') or d.get('raw', '?')}: {d.get('reason') or 'failed'}"
     if k == "tftp.abort":
-        return f"TFTP aborted by client {d.get('path', '?')} (size probe)"
+        why = "size probe" if d.get("probe") else d.get("reason") or "stopped"
+        return f"TFTP aborted by client {d.get('path', '?')} ({why})"
     if k == "http.get":
         return f"HTTP {d.get('what', 'file')} {d.get('path', '?')}"
     if k == "http.done":

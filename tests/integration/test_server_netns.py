@@ -430,3 +430,17 @@ def test_missing_boot_loaders_are_one_line_with_the_fix(lab: Lab, tmp_path: Path
     assert result.returncode == 1
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "boot loaders missing" in line and f"pypxe-homelab --config {config} bootfiles install" in line
+
+
+def test_interface_without_ipv4_is_one_line_with_the_fix(lab: Lab, tmp_path: Path) -> None:
+    made = lab.lan.run("client", ["ip", "link", "add", "noaddr0", "type", "veth", "peer", "name", "noaddr1"])
+    assert made.returncode == 0, made.stderr
+    lab.lan.run("client", ["ip", "link", "set", "noaddr0", "up"])
+    config = tmp_path / "config.yaml"
+    config.write_text(base_config(lab.lan, lab.root).replace("interfaces: [eth0]", "interfaces: [noaddr0]"))
+    result = lab.lan.run(
+        "client", [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"], cwd=REPO, timeout=30
+    )
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "'noaddr0' has no IPv4 address" in line and "server.interfaces" in line
