@@ -406,29 +406,25 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
         lab.server.wait_log(f"node removed: {INSTALLER}", start=start)
 
 
-def test_second_server_says_which_port_is_taken(lab: Lab) -> None:
+def serve_error(lab: Lab, host: str, config: Path) -> str:
+    """Run `serve` that must fail at start-up; returns its one `error:` line."""
     result = lab.lan.run(
-        "server",
-        [sys.executable, "-m", "pypxe_homelab", "--config", str(lab.server.config), "serve"],
-        cwd=REPO,
-        timeout=30,
+        host, [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"], cwd=REPO, timeout=30
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    return line
+
+
+def test_second_server_says_which_port_is_taken(lab: Lab) -> None:
+    line = serve_error(lab, "server", lab.server.config)
     assert "UDP port 67 is in use" in line and "DHCP server" in line
 
 
 def test_missing_boot_loaders_are_one_line_with_the_fix(lab: Lab, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(base_config(lab.lan, tmp_path / "empty-root"))
-    result = lab.lan.run(
-        "client",
-        [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"],
-        cwd=REPO,
-        timeout=30,
-    )
-    assert result.returncode == 1
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    line = serve_error(lab, "client", config)
     assert "boot loaders missing" in line and f"pypxe-homelab --config {config} bootfiles install" in line
 
 
@@ -438,9 +434,5 @@ def test_interface_without_ipv4_is_one_line_with_the_fix(lab: Lab, tmp_path: Pat
     lab.lan.run("client", ["ip", "link", "set", "noaddr0", "up"])
     config = tmp_path / "config.yaml"
     config.write_text(base_config(lab.lan, lab.root).replace("interfaces: [eth0]", "interfaces: [noaddr0]"))
-    result = lab.lan.run(
-        "client", [sys.executable, "-m", "pypxe_homelab", "--config", str(config), "serve"], cwd=REPO, timeout=30
-    )
-    assert result.returncode == 1
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    line = serve_error(lab, "client", config)
     assert "'noaddr0' has no IPv4 address" in line and "server.interfaces" in line
