@@ -37,4 +37,5 @@ fi
 
 .venv/bin/ruff check pypxe_homelab tests bench
 .venv/bin/ruff format --check pypxe_homelab tests bench
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

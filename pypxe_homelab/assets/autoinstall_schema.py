@@ -24,7 +24,12 @@ def schema_file_for(release: str | None) -> str:
 
 @cache
 def _validator(filename: str) -> Draft202012Validator:
-    text = resources.files("pypxe_homelab.assets").joinpath("schemas", filename).read_text(encoding="utf-8")
+    text = (
+        resources.files("pypxe_homelab.assets")
+        .joinpath("schemas")
+        .joinpath(filename)
+        .read_text(encoding="utf-8")
+    )
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)

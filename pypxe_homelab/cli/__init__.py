@@ -30,7 +30,7 @@ def parse_device_id(text: str) -> str:
 class _Group(click.Group):
     """Prints a UserError as one line (every line of a ConfigError) and exits 1, without a traceback."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:

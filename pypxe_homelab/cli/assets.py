@@ -37,8 +37,8 @@ def bootfiles_install(obj, source: str) -> None:
     inventory = _inventory(obj)
     report = bootloaders.install_bootloaders(
         inventory.paths.tftproot,
-        source=source,
-        cache=inventory.paths.cache,  # type: ignore[arg-type]
+        source=source,  # type: ignore[arg-type]  # click.Choice limits it to the Literal's values
+        cache=inventory.paths.cache,
     )
     click.echo(f"{report.summary()} into {inventory.paths.tftproot}")
 

@@ -33,9 +33,10 @@ def server_addresses(inventory: Inventory) -> list[ipaddress.IPv4Address]:
     """This server's own addresses: server.address and those of the served interfaces (configured or the
     default route's)."""
     found = [inventory.server.address] if inventory.server.address else []
-    names = list(inventory.server.interfaces) or [hostnet.default_route_interface()]
+    default = hostnet.default_route_interface()
+    names = list(inventory.server.interfaces) or ([default] if default else [])
     for name in names:
-        ipif = hostnet.interface_ipv4(name) if name else None
+        ipif = hostnet.interface_ipv4(name)
         if ipif is not None and ipif.ip not in found:
             found.append(ipif.ip)
     return found

@@ -77,7 +77,7 @@ def _indent(line: str) -> int:
 
 
 def _is_empty_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == ""
+    return isinstance(node, ScalarNode) and str(node.tag).endswith(":null") and node.value == ""
 
 
 def _last_line(node: Node, lines: list[str]) -> int | None:
@@ -230,7 +230,8 @@ def _insertion(layout: _Layout) -> _Insertion:
         raise UserError("nodes is written in flow style {…}; write it as a block mapping to use add/remove")
     if value is not None and not _is_empty_null(value):
         if not (
-            isinstance(value, MappingNode) or (isinstance(value, ScalarNode) and value.tag.endswith(":null"))
+            isinstance(value, MappingNode)
+            or (isinstance(value, ScalarNode) and str(value.tag).endswith(":null"))
         ):
             raise UserError("nodes is not a mapping; fix it by hand first")
         row = value.start_mark.line
@@ -260,8 +261,8 @@ def _add_text(
         lines = layout.lines[: existing.first] + block + layout.lines[existing.last + 1 :]
         return "".join(lines), "".join(block), True
     where = _insertion(layout)
-    fielded = [e for e in layout.entries if e.field_indent is not None]
-    step = fielded[0].field_indent - fielded[0].indent if fielded else layout.step
+    field_steps = [e.field_indent - e.indent for e in layout.entries if e.field_indent is not None]
+    step = field_steps[0] if field_steps else layout.step
     block = _render_entry(device_id, fields, where.indent, step, layout.newline)
     lines = where.lines[: where.index] + where.before + block + where.lines[where.index :]
     return "".join(lines), "".join(block), False

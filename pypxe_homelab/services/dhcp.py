@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -163,7 +164,7 @@ class ProxyDhcpService:
                 for port in (DHCP_PORT, PXE_PORT):
                     sock = open_socket(iface.name, port, self._ports[port])
                     transport, _ = await loop.create_datagram_endpoint(
-                        lambda iface=iface, port=port: _Endpoint(self, iface, port), sock=sock
+                        functools.partial(_Endpoint, self, iface, port), sock=sock
                     )
                     self._transports.append(transport)
         except BaseException:

@@ -59,7 +59,7 @@ class _ReportedFileResponse(web.FileResponse):
         super().__init__(path, chunk_size=256 * 1024)
         self._report = report
 
-    async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
+    async def prepare(self, request: web.BaseRequest):
         started = time.monotonic()
         try:
             writer = await super().prepare(request)

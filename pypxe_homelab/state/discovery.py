@@ -65,7 +65,7 @@ class DeviceRecord:
 
 def is_pi_mac(mac: str | None) -> bool:
     """True when the MAC's OUI belongs to Raspberry Pi."""
-    return bool(mac) and mac.lower()[:8] in PI_OUIS
+    return mac is not None and mac.lower()[:8] in PI_OUIS
 
 
 def pi_model_of_uuid(uuid: str | None) -> str | None:

@@ -64,7 +64,8 @@ def add_routes(app: web.Application, runtime_getter: RuntimeGetter) -> None:
 
 
 async def _close_streams(app: web.Application) -> None:
-    for queue in list(app[_STREAMS]):
+    streams: set[asyncio.Queue] = app[_STREAMS]
+    for queue in list(streams):
         queue.put_nowait(None)
 
 
