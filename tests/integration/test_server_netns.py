@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -436,3 +438,60 @@ def test_interface_without_ipv4_is_one_line_with_the_fix(lab: Lab, tmp_path: Pat
     config.write_text(base_config(lab.lan, lab.root).replace("interfaces: [eth0]", "interfaces: [noaddr0]"))
     line = serve_error(lab, "client", config)
     assert "'noaddr0' has no IPv4 address" in line and "server.interfaces" in line
+
+
+def test_a_stalled_http_client_is_not_dropped(lab: Lab) -> None:
+    """lpxelinux stops reading for seconds inside a large initrd (zero window): the server must wait."""
+    size = 32 * 1024 * 1024  # more than both sides' socket buffers absorb, so the server really blocks
+    (lab.root / "httproot" / "boot" / "big-initrd").write_bytes(os.urandom(size))
+    code = f"""
+        import json, socket, time
+        s = socket.create_connection(({lab.server_ip!r}, 12345))
+        s.sendall(b"GET /boot/big-initrd HTTP/1.0\\r\\n\\r\\n")
+        data = s.recv(8192)
+        time.sleep(8)  # the receive window closes; the server's send blocks
+        while chunk := s.recv(1 << 20):
+            data += chunk
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        print(json.dumps({{"status": head.split(b" ")[1].decode(), "length": len(body)}}))
+    """
+    start = len(lab.server.log())
+    result = client_python(lab.lan, "client", code)
+    assert result == {"status": "200", "length": size}
+    log = lab.server.wait_log("path=/boot/big-initrd", start=start)
+    [done] = [line for line in log[start:].splitlines() if "http.done" in line and "big-initrd" in line]
+    assert float(done.split("duration=")[1].split()[0]) >= 7  # it waited out the stall
+
+
+def test_a_config_reload_does_not_break_a_transfer_in_flight(lab: Lab) -> None:
+    big = lab.root / "tftproot" / "big.bin"
+    big.write_bytes(os.urandom(8 * 1024 * 1024))
+    code = f"""
+        import json, sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from tests.lab.tftpclient import TftpTestClient
+        with TftpTestClient({lab.server_ip!r}) as c:
+            r = c.get("big.bin", blksize=512)
+        print(json.dumps(r.as_json()))
+    """
+    config = lab.server.config
+    good = config.read_text()
+    start = len(lab.server.log())
+    proc = lab.lan.popen(
+        "client", [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, cwd=REPO
+    )
+    try:
+        lab.server.wait_log("tftp.rrq", start=start)
+        config.write_text(good.replace("panic=-1", "panic=-1 quiet"))
+        lab.server.wait_log("node changed: " + KNOWN, start=start, timeout=10)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        restored = len(lab.server.log())
+        config.write_text(good)
+        lab.server.wait_log("config reloaded", start=restored)
+    result = json.loads(out)
+    assert result["ok"] and result["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    lines = lab.server.log()[start:].splitlines()
+    changed = next(i for i, line in enumerate(lines) if "node changed" in line)
+    done = next(i for i, line in enumerate(lines) if "tftp.done" in line and "path=big.bin" in line)
+    assert changed < done  # the reload happened while the file was still being sent
