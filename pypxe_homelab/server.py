@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import signal
 from dataclasses import replace
@@ -155,7 +156,7 @@ class Server:
 
         inventory, embedded = load_or_default(self.config_path)
         interfaces = served_interfaces(inventory)
-        advertise = inventory.server.address or __import__("ipaddress").IPv4Address(interfaces[0].address)
+        advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
         paths = inventory.paths
         for d in (paths.root, paths.tftproot, paths.httproot, paths.cache):
             try:
@@ -174,7 +175,8 @@ class Server:
                     f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
                 )
         store = StateStore(paths.state_db)
-        self.runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port)
+        served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
+        self.runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port, served)
         _bind_inventory_view(self.runtime)
         get_runtime = lambda: self.runtime  # noqa: E731
 

@@ -50,7 +50,7 @@ class TftpResolver:
             text = render_loader_config(
                 choice,
                 tree=tree,
-                base_url=runtime.base_url,
+                base_url=runtime.base_url_for(client[0]),
                 inventory=runtime.inventory,
                 config_name=name,
                 client_ip=client[0],
