@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, normalise_device_id
 from pypxe_homelab.errors import ConfigError, UserError
@@ -17,6 +18,11 @@ class CliContext:
     """What every command gets: the config file path given with --config (or the default)."""
 
     config_path: Path
+
+
+def console() -> Console:
+    """A rich console: the terminal's width, or 160 columns when the output goes to a file or pipe."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def parse_device_id(text: str) -> str:

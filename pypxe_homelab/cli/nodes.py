@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.editor import add_node, remove_node
@@ -198,8 +196,8 @@ def list_(obj: CliContext, as_json: bool) -> None:
             record["os"] or "",
             boot,
         )
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(table)
+    out = console()
+    out.print(table)
 
 
 COMMANDS = [add, remove, list_]

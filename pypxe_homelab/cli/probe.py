@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import click
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pypxe_homelab.cli import CliContext
+from pypxe_homelab.cli import CliContext, console
 from pypxe_homelab.cli.status import ago, load_inventory, run_live, start_hint
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
@@ -68,9 +68,9 @@ def probe(obj: CliContext, once: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(devices, indent=2))
         return
-    console = Console()
+    out = console()
     if once:
-        console.print(devices_table(devices))
+        out.print(devices_table(devices))
         return
 
     def render() -> RenderableType:
@@ -79,7 +79,7 @@ def probe(obj: CliContext, once: bool, as_json: bool) -> None:
             devices = api.devices()
         return devices_table(devices)
 
-    run_live(render, console)
+    run_live(render, out)
 
 
 COMMANDS = [probe]

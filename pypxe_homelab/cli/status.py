@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
@@ -66,12 +66,12 @@ def state_text(state: str) -> Text:
 
 def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     table = Table(title="Nodes", expand=False, header_style="bold")
-    for column in ("Node", "Device id", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
-        table.add_column(column, no_wrap=column in ("Device id", "State", "Progress"))
+    for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
+        table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
     for n in nodes:
+        name = n.get("hostname")
         table.add_row(
-            n.get("hostname") or "-",
-            n["device_id"],
+            n["device_id"] if not name or name == n["device_id"] else f"{name}\n{n['device_id']}",
             state_text(n["state"]),
             progress_text(n),
             ago(n.get("last_seen")),
@@ -154,7 +154,7 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
     inventory = load_inventory(obj.config_path)
     port = inventory.server.http_port
     api = ApiClient(port)
-    console = Console()
+    out = console()
 
     def fetch() -> tuple[Any, Any]:
         if device_id is None:
@@ -187,9 +187,9 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
         return nodes_table(data) if device_id is None else timeline_view(data, events)
 
     if once:
-        console.print(nodes_table(data) if device_id is None else timeline_view(data, events))
+        out.print(nodes_table(data) if device_id is None else timeline_view(data, events))
         return
-    run_live(render, console)
+    run_live(render, out)
 
 
 @click.command()
