@@ -166,13 +166,14 @@ class Server:
                     f"cannot create {d}: permission denied; run with sudo or set paths.root"
                 ) from exc
         if self.check_bootloaders:
-            from pypxe_homelab.assets.bootloaders import missing_bootloaders
+            from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 
             missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
             if missing:
+                command = f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
                 raise UserError(
                     f"boot loaders missing in {paths.tftproot}: {', '.join(missing)}; install them with "
-                    f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
+                    + install_advice(missing, command)
                 )
         store = StateStore(paths.state_db)
         served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)

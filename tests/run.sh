@@ -15,6 +15,7 @@ packages=(
   python3 python3-venv python3-pip iproute2 procps
   qemu-system-x86 ovmf ipxe-qemu seabios            # the firmware the end-to-end boots use
   pxelinux syslinux-common syslinux-efi             # the boot loaders served
+  ipxe                                              # iPXE binaries, served as boot loaders in one test
   busybox-static cpio linux-image-amd64             # kernel + tiny initrds the test machines boot
   dnsmasq-base                                      # the "home router" DHCP server of the test LAN
   chromium chromium-driver                          # the status page test

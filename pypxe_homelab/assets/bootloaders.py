@@ -2,6 +2,8 @@
 
 Source: the Debian/Ubuntu packages pxelinux, syslinux-efi and syslinux-common when installed, else the pinned
 upstream SYSLINUX release tarball (``bootfiles/manifest.yaml``), downloaded into the cache and checked.
+iPXE binaries (undionly.kpxe, snponly.efi, ipxe.efi) are optional extras, copied when the package ipxe is
+installed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from pypxe_homelab.assets.download import fetch
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.protocol.ipxe import is_ipxe_loader
 
 Source = Literal["auto", "packages", "upstream"]
 
@@ -35,6 +38,15 @@ PACKAGE_FILES: dict[str, Path] = {
     "efi64/ldlinux.e64": Path("/usr/lib/syslinux/modules/efi64/ldlinux.e64"),
     "efi32/syslinux.efi": Path("/usr/lib/SYSLINUX.EFI/efi32/syslinux.efi"),
     "efi32/ldlinux.e32": Path("/usr/lib/syslinux/modules/efi32/ldlinux.e32"),
+}
+
+IPXE_PACKAGE = "ipxe"
+
+# TFTP-root path → iPXE binary installed by the Debian/Ubuntu package ipxe (optional).
+IPXE_FILES: dict[str, Path] = {
+    "undionly.kpxe": Path("/usr/lib/ipxe/undionly.kpxe"),
+    "snponly.efi": Path("/usr/lib/ipxe/snponly.efi"),
+    "ipxe.efi": Path("/usr/lib/ipxe/ipxe.efi"),
 }
 
 # Each SYSLINUX loader loads the ldlinux of its own flavour from its own directory.
@@ -57,9 +69,13 @@ class InstallReport:
     source: Literal["packages", "upstream"]
     detail: str  # package versions, or the tarball URL
     files: list[Path] = field(default_factory=list)
+    ipxe: list[Path] = field(default_factory=list)  # optional iPXE binaries from the package ipxe
 
     def summary(self) -> str:
-        return f"installed {len(self.files)} boot files from {self.source} ({self.detail})"
+        text = f"installed {len(self.files)} boot files from {self.source} ({self.detail})"
+        if self.ipxe:
+            text += f" and {len(self.ipxe)} iPXE binaries from the package {IPXE_PACKAGE}"
+        return text
 
 
 def load_manifest() -> UpstreamRelease:
@@ -101,7 +117,10 @@ def install_bootloaders(
     manifest: UpstreamRelease | None = None,
     progress: bool = True,
 ) -> InstallReport:
-    """Copy the six SYSLINUX files into ``tftproot``; ``auto`` prefers the packages, else upstream."""
+    """Copy the six SYSLINUX files into ``tftproot``; ``auto`` prefers the packages, else upstream.
+
+    The iPXE binaries of the package ipxe are copied too when it is installed (``install_ipxe``).
+    """
     if source not in ("auto", "packages", "upstream"):
         raise UserError(f"unknown boot-loader source {source!r}: use auto, packages or upstream")
     if source == "packages" or (source == "auto" and packages_available()):
@@ -112,11 +131,18 @@ def install_bootloaders(
                 f"`apt install {' '.join(PACKAGES)}` or use --source upstream"
             )
         files = [_install_file(src, tftproot / rel) for rel, src in PACKAGE_FILES.items()]
-        return InstallReport("packages", package_versions(), files)
+        return InstallReport("packages", package_versions(), files, install_ipxe(tftproot))
     release = manifest or load_manifest()
     tarball = fetch(release.url, cache / posixpath.basename(release.url), release.sha256, progress=progress)
     files = _extract_upstream(tarball, release, tftproot)
-    return InstallReport("upstream", f"SYSLINUX {release.version}, {release.url}", files)
+    return InstallReport(
+        "upstream", f"SYSLINUX {release.version}, {release.url}", files, install_ipxe(tftproot)
+    )
+
+
+def install_ipxe(tftproot: Path, sources: Mapping[str, Path] = IPXE_FILES) -> list[Path]:
+    """Copy the iPXE binaries that are installed (``sources``: TFTP-root path → file) into ``tftproot``."""
+    return [_install_file(src, tftproot / rel) for rel, src in sources.items() if src.is_file()]
 
 
 def _extract_upstream(tarball: Path, release: UpstreamRelease, tftproot: Path) -> list[Path]:
@@ -180,3 +206,11 @@ def required_files(loaders: Mapping[str, str]) -> list[str]:
 def missing_bootloaders(tftproot: Path, loaders: Mapping[str, str]) -> list[str]:
     """The files of ``required_files(loaders)`` absent from ``tftproot`` (empty: all present)."""
     return [rel for rel in required_files(loaders) if not (tftproot / rel).is_file()]
+
+
+def install_advice(missing: list[str], bootfiles_install: str) -> str:
+    """How to get the ``missing`` files: ``bootfiles_install`` (the command), after `apt-get install ipxe`
+    when an iPXE binary is among them."""
+    if any(is_ipxe_loader(rel) for rel in missing):
+        return f"`sudo apt-get install {IPXE_PACKAGE}`, then {bootfiles_install}"
+    return bootfiles_install

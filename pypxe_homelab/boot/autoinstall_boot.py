@@ -12,7 +12,6 @@ from pypxe_homelab.boot.autoinstall import check_node, seed_file
 from pypxe_homelab.boot.kernel_cmdline import (
     INITRD_PATH,
     KERNEL_PATH,
-    for_pxelinux,
     installer_tokens,
     node_http_file,
     node_installer_boot,
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def installer_boot(node: Node, base_url: str, inventory: Inventory | None = None) -> KernelBoot:
-    """PXELINUX entry (kernel URL, initrd URL, APPEND text) that starts the installer on ``node``.
+    """Kernel URL, initrd URL and command-line words that start the installer on ``node``.
 
     Pass ``inventory`` so images added from a local ISO resolve; without it ``node`` must be the effective node
     and its ``os`` a catalogue name.
@@ -42,9 +41,7 @@ def installer_boot(node: Node, base_url: str, inventory: Inventory | None = None
         node_url = f"{base_url.rstrip('/')}/{node.device_id}"
         kernel, initrd = f"{node_url}/{KERNEL_PATH}", f"{node_url}/{INITRD_PATH}"
         tokens = installer_tokens(base_url, node.device_id, entry.iso, node.cmdline)
-    return KernelBoot(
-        kernel=kernel, initrd=(initrd,), append=for_pxelinux(tokens), what=f"the {node.os} installer"
-    )
+    return KernelBoot(kernel=kernel, initrd=(initrd,), tokens=tuple(tokens), what=f"the {node.os} installer")
 
 
 def installer_urls(node: Node, base_url: str, inventory: Inventory | None = None) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pypxe_homelab.boot.kernel_cmdline import for_pxelinux, split_extra
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config.model import Inventory, add_command, mac_of_device_id
@@ -11,12 +12,17 @@ from pypxe_homelab.config.model import Inventory, add_command, mac_of_device_id
 
 @dataclass(frozen=True)
 class KernelBoot:
-    """A kernel to load: absolute URLs and the command line, already quoted for PXELINUX."""
+    """A kernel to load: absolute URLs and the command line as words, each loader quotes them its way."""
 
     kernel: str
     initrd: tuple[str, ...]
-    append: str
+    tokens: tuple[str, ...]
     what: str
+
+    @property
+    def append(self) -> str:
+        """The command line as a PXELINUX ``APPEND`` body."""
+        return for_pxelinux(list(self.tokens))
 
 
 def http_url(base_url: str, path: str) -> str:
@@ -35,11 +41,10 @@ def kernel_boot(choice: BootChoice, base_url: str, inventory: Inventory) -> Kern
 
         return installer_boot(node, base_url, inventory)
     assert node.boot is not None
-    append = " ".join(x for x in (node.boot.cmdline, node.cmdline) if x)
     return KernelBoot(
         kernel=http_url(base_url, node.boot.kernel),
         initrd=tuple(http_url(base_url, i) for i in node.boot.initrd),
-        append=append,
+        tokens=(*split_extra(node.boot.cmdline), *split_extra(node.cmdline)),
         what=node.boot.kernel,
     )
 

@@ -7,11 +7,14 @@ import re
 from dataclasses import dataclass, field
 
 from pypxe_homelab.boot.autoinstall_boot import image_ready
+from pypxe_homelab.boot.ipxe_script import render_ipxe_script
 from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
 from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, mac_of_device_id
 from pypxe_homelab.protocol import dhcp_codec
+from pypxe_homelab.protocol.client_class import ARCH_FIRMWARE
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
+from pypxe_homelab.protocol.ipxe import is_ipxe_loader, script_url
 from pypxe_homelab.protocol.proxydhcp import Decision, ServerView, decide
 
 # (label, option 93 arch, vendor class) of the firmware classes a PC can have
@@ -37,12 +40,18 @@ class NodePreview:
     choice: BootChoice
     dhcp: list[DhcpAnswer] = field(default_factory=list)
     loader_configs: dict[str, str] = field(default_factory=dict)
+    ipxe_script: tuple[str, str] | None = None  # (URL, text) when an iPXE loader is configured
     urls: list[str] = field(default_factory=list)
     cloud_init: dict[str, str] = field(default_factory=dict)
 
 
 def _request(
-    mac: str, arch: int, vendor: str, message_type: int, boot_item: tuple[int, int] | None
+    mac: str,
+    arch: int,
+    vendor: str,
+    message_type: int,
+    boot_item: tuple[int, int] | None,
+    ipxe: bool = False,
 ) -> DhcpRequest:
     raw = bytes.fromhex(mac.replace(":", "")) + bytes(10)
     return DhcpRequest(
@@ -65,8 +74,8 @@ def _request(
         arches=(arch,),
         nic=(1, 3, 0),
         machine_id=None,
-        user_class=None,
-        has_ipxe_opts=False,
+        user_class=b"iPXE" if ipxe else None,
+        has_ipxe_opts=ipxe,
         server_id=None,
         pxe={71: boot_item[0].to_bytes(2, "big") + boot_item[1].to_bytes(2, "big")} if boot_item else {},
         boot_item=boot_item,
@@ -85,15 +94,30 @@ def _describe(decision: Decision | None) -> str:
     return " ".join(parts)
 
 
+def ipxe_loaders(inventory: Inventory) -> dict[str, str]:
+    """Firmware class → loader, for the classes whose configured loader is an iPXE binary."""
+    return {fw: loader for fw, loader in inventory.server.loaders.items() if is_ipxe_loader(loader)}
+
+
 def dhcp_answers(inventory: Inventory, mac: str, server: ServerView) -> list[DhcpAnswer]:
-    """The proxy offer and the port-4011 answer each firmware class would get."""
+    """The proxy offer and the port-4011 answer each firmware class would get (and, for classes that boot
+    iPXE, what iPXE itself gets when it asks next)."""
     answers = []
+    ipxe_classes = ipxe_loaders(inventory)
     for label, arch, vendor in FIRMWARE_CLASSES:
-        offer = decide(_request(mac, arch, vendor, dhcp_codec.DISCOVER, None), 67, inventory, server)
-        answers.append(DhcpAnswer(label, 67, _describe(offer)))
-        item = (0x8000, 0) if arch == 0 else None
-        ack = decide(_request(mac, arch, vendor, dhcp_codec.REQUEST, item), 4011, inventory, server)
-        answers.append(DhcpAnswer(label, 4011, _describe(ack)))
+        variants = [(label, False)]
+        if ARCH_FIRMWARE.get(arch) in ipxe_classes:
+            variants.append((f"iPXE {label.removeprefix('UEFI ')}", True))
+        for name, ipxe in variants:
+            offer = decide(
+                _request(mac, arch, vendor, dhcp_codec.DISCOVER, None, ipxe), 67, inventory, server
+            )
+            answers.append(DhcpAnswer(name, 67, _describe(offer)))
+            if offer is not None and offer.reply is not None and offer.reply.file.startswith("http://"):
+                continue  # the script URL came in the offer: iPXE does not ask port 4011
+            item = (0x8000, 0) if arch == 0 else None
+            ack = decide(_request(mac, arch, vendor, dhcp_codec.REQUEST, item, ipxe), 4011, inventory, server)
+            answers.append(DhcpAnswer(name, 4011, _describe(ack)))
     return answers
 
 
@@ -112,6 +136,9 @@ def preview(
         result.loader_configs[tree] = render_loader_config(
             choice, tree=tree, base_url=base_url, inventory=inventory, config_name=device_id
         )
+    if ipxe_loaders(inventory):
+        url = script_url(server.address, server.http_port, device_id)
+        result.ipxe_script = (url, render_ipxe_script(choice, base_url=base_url, inventory=inventory))
     if choice.action in ("boot", "install"):
         kb = kernel_boot(choice, base_url, inventory)
         result.urls = [kb.kernel, *kb.initrd]

@@ -19,7 +19,7 @@ def _inventory(obj) -> Inventory:
 
 @click.group()
 def bootfiles() -> None:
-    """Boot loaders (SYSLINUX lpxelinux.0 and syslinux.efi) in the TFTP root."""
+    """Boot loaders (SYSLINUX lpxelinux.0 and syslinux.efi, iPXE when installed) in the TFTP root."""
 
 
 @bootfiles.command("install")
@@ -57,8 +57,11 @@ def bootfiles_status(obj) -> None:
     missing = bootloaders.missing_bootloaders(root, inventory.server.loaders)
     packages = "installed" if bootloaders.packages_available() else "not installed"
     click.echo(f"packages {', '.join(bootloaders.PACKAGES)}: {packages}")
+    ipxe = "installed" if any(p.is_file() for p in bootloaders.IPXE_FILES.values()) else "not installed"
+    click.echo(f"package {bootloaders.IPXE_PACKAGE} (optional, iPXE loaders): {ipxe}")
     if missing:
-        click.echo("run `pypxe-homelab bootfiles install` to add the missing files")
+        advice = bootloaders.install_advice(missing, "`pypxe-homelab bootfiles install`")
+        click.echo(f"run {advice} to add the missing files")
         raise SystemExit(1)
 
 

@@ -76,6 +76,9 @@ def render(obj: CliContext, device_id: str) -> None:
     for tree, text in result.loader_configs.items():
         prefix = "" if tree == "bios" else f"{tree}/"
         click.echo(f"\n## TFTP {prefix}pxelinux.cfg/{device_id}\n{text.rstrip()}")
+    if result.ipxe_script:
+        url, text = result.ipxe_script
+        click.echo(f"\n## {url} (iPXE)\n{text.rstrip()}")
     if result.urls:
         click.echo("\n## URLs it fetches")
         for url in result.urls:

@@ -22,6 +22,7 @@ from pypxe_homelab.protocol.dhcp_codec import (
     DhcpReply,
     DhcpRequest,
 )
+from pypxe_homelab.protocol.ipxe import is_ipxe_loader, script_url
 
 DHCP_PORT = 67
 PXE_PORT = 4011
@@ -175,6 +176,24 @@ def _loader(inventory: Inventory, firmware: str | None) -> tuple[str | None, str
     return loader, ""
 
 
+def _ipxe_script(
+    ctx: _Context, inventory: Inventory, server: ServerView, firmware: str | None
+) -> tuple[str | None, str]:
+    """Class C: the script URL for an iPXE client whose firmware class boots an iPXE binary.
+
+    ``(None, "")`` when the rule does not apply (not iPXE, or the loader is not iPXE); ``(None, why)`` when
+    the URL cannot be sent.
+    """
+    if not ctx.client.ipxe or ctx.client.pi or firmware is None:
+        return None, ""
+    if not is_ipxe_loader(inventory.server.loaders.get(firmware, "")):
+        return None, ""
+    url = script_url(server.address, server.http_port, ctx.device_id)
+    if len(url.encode("ascii", "replace")) > MAX_FILE:
+        return None, f"iPXE script URL {url} is longer than {MAX_FILE} bytes"
+    return url, ""
+
+
 def _uefi_mode(inventory: Inventory, node: Node | None) -> str:
     if node is not None:
         return inventory.effective(node).uefi_mode or inventory.server.uefi_mode
@@ -183,6 +202,12 @@ def _uefi_mode(inventory: Inventory, node: Node | None) -> str:
 
 def _offer(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
     request, client = ctx.request, ctx.client
+    script, why = _ipxe_script(ctx, inventory, server, client.firmware)
+    if why:
+        return ctx.ignore(why)
+    if script is not None:
+        reply = _base_reply(request, server, OFFER, flags=BROADCAST_FLAG, siaddr=server.address, file=script)
+        return ctx.decision(reply, "iPXE: script URL in the offer", script)
     if client.firmware == "bios":
         bios_loader, why = _loader(inventory, "bios")
         if bios_loader is None and not client.pi:
@@ -218,7 +243,9 @@ def _ack(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
             return ctx.ignore("PXE BIS (credentials) is not supported")
         if item_type != BOOT_SERVER_TYPE:
             return ctx.ignore(f"boot item type {item_type:#06x} is not offered")
-        loader, why = _loader(inventory, client.firmware if client.arch is not None else "bios")
+        firmware = client.firmware if client.arch is not None else "bios"
+        script, why = _ipxe_script(ctx, inventory, server, firmware)
+        loader, why = (script, why) if script is not None or why else _loader(inventory, firmware)
         if loader is None:
             return ctx.ignore(why)
         reply = _base_reply(
@@ -231,10 +258,13 @@ def _ack(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
             file=loader,
             pxe=pxe.encode([pxe.boot_item(item_type, layer)]),
         )
-        return ctx.decision(reply, "boot server ACK", loader)
+        return ctx.decision(reply, "boot server ACK" + (": iPXE script URL" if script else ""), loader)
     if client.arch is None:
         return ctx.ignore("no client architecture (option 93)")
-    loader, why = _loader(inventory, client.firmware)
+    script, why = _ipxe_script(ctx, inventory, server, client.firmware)
+    if why:
+        return ctx.ignore(why)
+    loader, why = (script, "") if script is not None else _loader(inventory, client.firmware)
     if loader is None:
         return ctx.ignore(f"arch {client.arch}: {why}")
     reply = _base_reply(
@@ -247,7 +277,7 @@ def _ack(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
         sname=server.address,
         file=loader,
     )
-    return ctx.decision(reply, "BINL ACK", loader)
+    return ctx.decision(reply, "BINL ACK" + (": iPXE script URL" if script else ""), loader)
 
 
 def decide(request: DhcpRequest, port: int, inventory: Inventory, server: ServerView) -> Decision | None:

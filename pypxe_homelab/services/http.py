@@ -14,6 +14,7 @@ from aiohttp import web
 
 from pypxe_homelab.config.model import mac_of_device_id
 from pypxe_homelab.events import Event
+from pypxe_homelab.protocol.ipxe import SCRIPT_NAME as IPXE_SCRIPT
 from pypxe_homelab.protocol.tftp_paths import PathRefused
 from pypxe_homelab.rootfiles import static_file
 from pypxe_homelab.runtime import Runtime
@@ -45,6 +46,18 @@ def transfer_kind(path: str) -> str:
     if name in ("linux", "vmlinuz", "kernel", "bzimage") or name.startswith(("vmlinuz", "linux")):
         return "kernel"
     return "file"
+
+
+def _detail(request: web.Request, path: str, what: str, size: int) -> dict:
+    """The facts every transfer event of one request carries."""
+    return {
+        "path": path,
+        "what": what,
+        "size": size,
+        "method": request.method,
+        "range": request.headers.get("Range"),
+        "agent": request.headers.get("User-Agent", ""),
+    }
 
 
 def _client(request: web.Request) -> str:
@@ -99,6 +112,7 @@ class HttpService:
             "/{device_id:" + DEVICE_ID_RE + "}/cloud-init/{name:" + "|".join(CLOUD_INIT_FILES) + "}",
             self._cloud_init,
         )
+        app.router.add_get("/{device_id:" + DEVICE_ID_RE + "}/" + IPXE_SCRIPT, self._ipxe_script)
         app.router.add_get("/{path:.*}", self._file)
         return app
 
@@ -165,7 +179,9 @@ class HttpService:
             raise web.HTTPNotFound(text=f"{device_id} is not in the inventory\n")
         generation = runtime.store.node_state(device_id).generation
         try:
-            body = cloud_init_file(runtime.inventory, node, name, runtime.base_url, generation)
+            body = cloud_init_file(
+                runtime.inventory, node, name, runtime.base_url_for(request.remote), generation
+            )
         except Exception as exc:  # a broken node must not take the server down
             log.error("%s: cannot render %s: %s", device_id, name, exc)
             raise web.HTTPInternalServerError(text=f"cannot render {name} for {device_id}: {exc}\n") from exc
@@ -179,6 +195,36 @@ class HttpService:
             )
         )
         return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+    async def _ipxe_script(self, request: web.Request) -> web.StreamResponse:
+        """``/<id>/boot.ipxe``: the iPXE script for this machine, decided now like a PXELINUX config."""
+        from pypxe_homelab.boot.autoinstall_boot import image_ready
+        from pypxe_homelab.boot.ipxe_script import render_ipxe_script
+        from pypxe_homelab.boot.policy import choose_boot
+
+        runtime = self._runtime()
+        device_id = request.match_info["device_id"]
+        mac = mac_of_device_id(device_id)
+        client = _client(request)
+        state = runtime.store.node_state(device_id).state
+        choice = choose_boot(runtime.inventory, device_id, state, image_ready(runtime.inventory))
+        try:
+            body = render_ipxe_script(
+                choice,
+                base_url=runtime.base_url_for(request.remote),
+                inventory=runtime.inventory,
+                client_ip=request.remote,
+            ).encode()
+        except Exception as exc:  # a broken node must not take the server down
+            log.error("%s: cannot render %s: %s", device_id, IPXE_SCRIPT, exc)
+            failure = {"path": request.path, "status": 500, "reason": str(exc)}
+            runtime.emit(Event("http.error", client, device_id, mac, failure))
+            raise web.HTTPInternalServerError(text=f"cannot render {request.path}: {exc}\n") from exc
+        detail = _detail(request, request.path, "config", len(body))
+        runtime.emit(Event("http.get", client, device_id, mac, dict(detail)))
+        sent = len(body) if request.method != "HEAD" else 0
+        runtime.emit(Event("http.done", client, device_id, mac, {**detail, "status": 200, "bytes": sent}))
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         runtime = self._runtime()
@@ -201,14 +247,7 @@ class HttpService:
             raise web.HTTPNotFound(text=f"not found: /{rel}\n")
         what = transfer_kind(rel)
         size = path.stat().st_size
-        detail = {
-            "path": "/" + rel,
-            "what": what,
-            "size": size,
-            "method": request.method,
-            "range": request.headers.get("Range"),
-            "agent": request.headers.get("User-Agent", ""),
-        }
+        detail = _detail(request, "/" + rel, what, size)
         runtime.emit(Event("http.get", client, device_id, mac, dict(detail)))
         return _ReportedFileResponse(
             path, lambda kind, facts: runtime.emit(Event(kind, client, device_id, mac, {**detail, **facts}))

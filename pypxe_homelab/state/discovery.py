@@ -119,7 +119,7 @@ def stage_of(event: Event) -> str | None:
         return file_stage(event_path(event))
     if kind in ("http.get", "http.done"):
         what = event.detail.get("what")
-        if what in ("kernel", "initrd"):
+        if what in ("config", "kernel", "initrd"):  # config: an iPXE script
             return str(what)
         if what in ("iso", "cloud-init"):
             return "userspace"

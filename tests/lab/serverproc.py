@@ -15,22 +15,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str = "") -> str:
-    """A config.yaml for a server on ``lan``'s host "server" with its data under ``root``."""
-    return textwrap.dedent(
-        f"""\
-        # test server
-        server:
-          interfaces: [eth0]   # the namespace's only link
-          http_port: 12345
-        {textwrap.indent(extra_server, "  ").strip()}
-        paths:
-          root: {root}
-        defaults:
-          gateway: {lan.prefix}.1
-          dns: [{lan.prefix}.1]
-        nodes:
-        """
-    ) + textwrap.indent(textwrap.dedent(nodes), "  ")
+    """A config.yaml for a server on ``lan``'s host "server" with its data under ``root``.
+
+    ``extra_server`` holds more ``server:`` keys, one per line, unindented; ``nodes`` the node entries.
+    """
+    server = textwrap.indent(textwrap.dedent(extra_server).strip(), "  ")
+    return (
+        "# test server\n"
+        "server:\n"
+        "  interfaces: [eth0]   # the namespace's only link\n"
+        "  http_port: 12345\n"
+        + (server + "\n" if server else "")
+        + f"paths:\n  root: {root}\n"
+        + f"defaults:\n  gateway: {lan.prefix}.1\n  dns: [{lan.prefix}.1]\n"
+        + "nodes:\n"
+        + textwrap.indent(textwrap.dedent(nodes), "  ")
+    )
 
 
 class ServerProcess:
