@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -168,3 +169,43 @@ def upstream_dns(
         if not server.is_loopback and not server.is_unspecified and server not in result:
             result.append(server)
     return result
+
+
+def _link(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed meanwhile, or not ours to read
+        return None
+
+
+def port_owner(proto: str, port: int, proc: Path = Path("/proc")) -> str | None:
+    """Which program holds local ``proto`` (``udp``/``tcp``) ``port``, as ``name (pid N)``; None if unknown.
+
+    Reads the socket tables under /proc/net and the open files of each process (all of them only as root).
+    """
+    inodes: set[str] = set()
+    for table in (f"{proto}", f"{proto}6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        if any(_link(fd) in inodes for fd in fds):
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                name = "?"
+            return f"{name} (pid {entry.name})"
+    return None

@@ -52,10 +52,10 @@ class InterfaceInfo:
 
 def _bind_error(exc: OSError, port: int, iface: str) -> UserError:
     if exc.errno == errno.EADDRINUSE:
+        owner = hostnet.port_owner("udp", port)
         other = "DHCP server such as dnsmasq or isc-dhcp-server" if port == DHCP_PORT else "PXE server"
-        return UserError(
-            f"UDP port {port} is in use on {iface} (another {other}?): stop it or disable its DHCP/PXE part"
-        )
+        who = f"by {owner}" if owner else f"(another {other}?)"
+        return UserError(f"UDP port {port} is in use on {iface} {who}: stop it or disable its DHCP/PXE part")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return UserError(
             f"binding UDP {port} needs root or CAP_NET_BIND_SERVICE (+CAP_NET_RAW for SO_BINDTODEVICE): "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import mac_of_device_id
 from pypxe_homelab.events import Event
 from pypxe_homelab.protocol.ipxe import SCRIPT_NAME as IPXE_SCRIPT
@@ -130,9 +131,10 @@ class HttpService:
                 "in server.http_port or run with sudo"
             ) from exc
         except OSError as exc:
+            owner = hostnet.port_owner("tcp", self._port) or "another program (a web server?)"
             raise UserError(
-                f"cannot listen on TCP port {self._port}: {exc.strerror}; another program (a web server?) "
-                f"uses it: stop it or set server.http_port to a free port"
+                f"cannot listen on TCP port {self._port}: {exc.strerror}; {owner} uses it: "
+                "stop it or set server.http_port to a free port"
             ) from exc
 
     async def stop(self) -> None:

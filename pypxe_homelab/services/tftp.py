@@ -34,6 +34,7 @@ from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpShared import TftpException, TftpTimeout
 from tftpy.TftpStates import TftpStateExpectACK
 
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import Event, EventSink
 from pypxe_homelab.protocol.tftp_paths import DeviceHint, PathRefused, device_hint, normalise
@@ -101,9 +102,10 @@ class _Transfer:
 def _bind_error(exc: OSError, bind: str, port: int) -> UserError:
     where = f"UDP {bind or '0.0.0.0'}:{port}"
     if exc.errno == errno.EADDRINUSE:
+        owner = hostnet.port_owner("udp", port)
+        who = f"by {owner}" if owner else "(another TFTP server such as dnsmasq or tftpd-hpa?)"
         return UserError(
-            f"TFTP: {where} is already in use (another TFTP server such as dnsmasq or tftpd-hpa?); "
-            "stop it or set server.tftp_port in config.yaml"
+            f"TFTP: {where} is already in use {who}; stop it or set server.tftp_port in config.yaml"
         )
     if exc.errno == errno.EACCES:
         return UserError(

@@ -420,7 +420,9 @@ def serve_error(lab: Lab, host: str, config: Path) -> str:
 
 def test_second_server_says_which_port_is_taken(lab: Lab) -> None:
     line = serve_error(lab, "server", lab.server.config)
-    assert "UDP port 67 is in use" in line and "DHCP server" in line
+    pid = lab.server.proc.pid
+    assert "UDP port 67 is in use on eth0 by " in line and "stop it" in line
+    assert f"(pid {pid})" in line  # the program holding the port is named
 
 
 def test_missing_boot_loaders_are_one_line_with_the_fix(lab: Lab, tmp_path: Path) -> None:

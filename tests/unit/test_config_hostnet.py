@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 from pypxe_homelab.config import hostnet
@@ -55,3 +56,19 @@ def test_mtu_and_existence_from_sysfs_fixture() -> None:
     assert not hostnet.interface_exists("eth1", FIXTURES / "sys_class_net")
     assert not hostnet.interface_exists("../eth0", FIXTURES / "sys_class_net")
     assert hostnet.interface_mtu("nosuchif0", FIXTURES / "sys_class_net") == hostnet.DEFAULT_MTU
+
+
+def test_port_owner_names_the_program_holding_a_port() -> None:
+    import socket
+
+    from pypxe_homelab.config.hostnet import port_owner
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        me = f"(pid {os.getpid()})"
+        port = udp.getsockname()[1]
+        assert (port_owner("udp", udp.getsockname()[1]) or "").endswith(me)
+        assert (port_owner("tcp", tcp.getsockname()[1]) or "").endswith(me)
+    assert port_owner("udp", port) is None  # closed: nobody
