@@ -156,30 +156,16 @@ class Server:
 
         inventory, embedded = load_or_default(self.config_path)
         interfaces = served_interfaces(inventory)
+        self._prepare_root(inventory)
+        store = StateStore(inventory.paths.state_db)
         advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
-        paths = inventory.paths
-        for d in (paths.root, paths.tftproot, paths.httproot, paths.cache):
-            try:
-                d.mkdir(parents=True, exist_ok=True)
-            except PermissionError as exc:
-                raise UserError(
-                    f"cannot create {d}: permission denied; run with sudo or set paths.root"
-                ) from exc
-        if self.check_bootloaders:
-            from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
-
-            missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
-            if missing:
-                command = f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
-                raise UserError(
-                    f"boot loaders missing in {paths.tftproot}: {', '.join(missing)}; install them with "
-                    + install_advice(missing, command)
-                )
-        store = StateStore(paths.state_db)
         served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
-        self.runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port, served)
-        _bind_inventory_view(self.runtime)
-        get_runtime = lambda: self.runtime  # noqa: E731
+        runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port, served)
+        self.runtime = runtime
+        _bind_inventory_view(runtime)
+
+        def get_runtime() -> Runtime:
+            return runtime
 
         from pypxe_homelab.boot.tftp_files import TftpResolver
 
@@ -222,6 +208,28 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _prepare_root(self, inventory: Inventory) -> None:
+        """Create the data folders; refuse to start without the boot loaders the config names."""
+        paths = inventory.paths
+        for folder in (paths.root, paths.tftproot, paths.httproot, paths.cache):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except PermissionError as exc:
+                raise UserError(
+                    f"cannot create {folder}: permission denied; run with sudo or set paths.root"
+                ) from exc
+        if not self.check_bootloaders:
+            return
+        from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
+
+        missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
+        if missing:
+            command = f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
+            raise UserError(
+                f"boot loaders missing in {paths.tftproot}: {', '.join(missing)}; install them with "
+                + install_advice(missing, command)
+            )
 
     def _summary(self, inventory: Inventory, embedded: bool, interfaces: list[InterfaceInfo]) -> None:
         if embedded:
