@@ -128,9 +128,8 @@ class ConfigWatcher:
 class Server:
     """All services of one `serve` process."""
 
-    def __init__(self, config_path: Path, *, check_bootloaders: bool = True) -> None:
+    def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
-        self.check_bootloaders = check_bootloaders
         self.runtime: Runtime | None = None
         self._services: list = []
         self._stopping = asyncio.Event()
@@ -219,8 +218,6 @@ class Server:
                 raise UserError(
                     f"cannot create {folder}: permission denied; run with sudo or set paths.root"
                 ) from exc
-        if not self.check_bootloaders:
-            return
         from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 
         missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
