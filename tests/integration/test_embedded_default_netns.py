@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,18 @@ def test_first_run_without_a_config_file(tmp_path: Path) -> None:
             probe = lan.run("server", [*cli.split(), "probe", "--once", "--json"], cwd=REPO)
             assert probe.returncode == 0, probe.stderr
             assert device_id in {d["device_id"] for d in json.loads(probe.stdout)}
+            # registering it creates the config file; the running server picks it up by itself
+            added = lan.run(
+                "server", [*cli.split(), "add", device_id, "--node-address", f"{lan.prefix}.80/24"]
+            )
+            assert added.returncode == 0, added.stderr
+            assert missing.exists() and device_id in missing.read_text()
+            deadline = time.monotonic() + 10
+            while f"node added: {device_id}" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert f"node added: {device_id}" in log_path.read_text()
+            [cfg] = tftp_get(lan, "client", lan.ip("server"), [f"efi64/pxelinux.cfg/{device_id}"])
+            assert "no boot: or os: configured" in cfg["text"]
         finally:
             proc.terminate()
             proc.wait(15)
