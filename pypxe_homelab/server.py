@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,9 +73,12 @@ def _without_line(node):  # the source line moves when other nodes are edited; i
 class ConfigWatcher:
     """Polls config.yaml (and reacts to SIGHUP); applies a valid edit, keeps the last good config otherwise."""
 
-    def __init__(self, path: Path, runtime: Runtime) -> None:
+    def __init__(
+        self, path: Path, runtime: Runtime, on_applied: Callable[[Inventory], None] = lambda inventory: None
+    ) -> None:
         self.path = path
         self.runtime = runtime
+        self.on_applied = on_applied
         self._stamp = self._file_stamp()
         self._last_error: str | None = None
 
@@ -108,6 +112,7 @@ class ConfigWatcher:
         self._last_error = None
         changes = describe_changes(old, new)
         log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no changes")
+        self.on_applied(new)
         return True
 
     def _report_once(self, message: str) -> None:
@@ -183,8 +188,16 @@ class Server:
             await http.start()
             self._services.append(http)
             self._summary(inventory, embedded, interfaces)
-            watcher = ConfigWatcher(self.config_path, self.runtime)
             loop = asyncio.get_running_loop()
+            checks: set[asyncio.Future] = set()
+
+            def check_later(inventory: Inventory) -> None:
+                future = loop.run_in_executor(None, report_node_problems, inventory)
+                checks.add(future)
+                future.add_done_callback(checks.discard)
+
+            check_later(inventory)
+            watcher = ConfigWatcher(self.config_path, runtime, check_later)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
@@ -251,6 +264,21 @@ class Server:
             len(inventory.nodes),
             "silent" if inventory.server.unknown == "ignore" else "shown their device id, then local boot",
         )
+
+
+def report_node_problems(inventory: Inventory) -> list[str]:
+    """Log what would stop a node from installing (no SSH key, image not fetched, schema errors): the
+    server keeps serving the others, and the node is never sent a broken installer."""
+    from pypxe_homelab.boot.autoinstall_boot import check_nodes
+
+    try:
+        problems = check_nodes(inventory)
+    except Exception:
+        log.exception("could not check the nodes")
+        return []
+    for problem in problems:
+        log.warning("node problem: %s", problem)
+    return problems
 
 
 def _config_flag(path: Path) -> str:

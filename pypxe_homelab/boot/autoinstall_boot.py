@@ -16,6 +16,7 @@ from pypxe_homelab.boot.kernel_cmdline import (
     node_http_file,
     node_installer_boot,
 )
+from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
 
@@ -81,3 +82,17 @@ def image_ready(inventory: Inventory) -> Callable[[str], bool]:
     from pypxe_homelab.assets.images import image_paths
 
     return lambda name: image_paths(inventory.paths.httproot, name) is not None
+
+
+def boot_choice(inventory: Inventory, device_id: str | None, install_state: str | None) -> BootChoice:
+    """What ``device_id`` boots now: ``choose_boot``, plus the installer's own checks — a node whose
+    installation could not run unattended (no SSH key, schema error, image missing) boots from its disk
+    and its screen says why, instead of getting an installer that would stop and ask."""
+    choice = choose_boot(inventory, device_id, install_state, image_ready(inventory))
+    if choice.action != "install" or choice.node is None:
+        return choice
+    problems = check_node(inventory, choice.node)
+    if not problems:
+        return choice
+    reason = problems[0].split(": ", 1)[-1]
+    return BootChoice("local", device_id, choice.node, f"not installed: {reason}")

@@ -6,10 +6,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from pypxe_homelab.boot.autoinstall_boot import image_ready
+from pypxe_homelab.boot.autoinstall_boot import boot_choice
 from pypxe_homelab.boot.ipxe_script import render_ipxe_script
 from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
-from pypxe_homelab.boot.policy import BootChoice, choose_boot
+from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory, mac_of_device_id
 from pypxe_homelab.protocol import dhcp_codec
 from pypxe_homelab.protocol.client_class import ARCH_FIRMWARE
@@ -125,7 +125,7 @@ def preview(
     inventory: Inventory, device_id: str, install_state: str | None, generation: int, base_url: str
 ) -> NodePreview:
     """Everything ``device_id`` gets from this server right now."""
-    choice = choose_boot(inventory, device_id, install_state, image_ready(inventory))
+    choice = boot_choice(inventory, device_id, install_state)
     result = NodePreview(device_id, choice)
     host = re.sub(r"^https?://", "", base_url).split(":")[0].split("/")[0]
     server = ServerView(address=str(ipaddress.IPv4Address(host)), http_port=inventory.server.http_port)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pypxe_homelab.boot.autoinstall_boot import image_ready
+from pypxe_homelab.boot.autoinstall_boot import boot_choice
 from pypxe_homelab.boot.loader_config import render_loader_config
-from pypxe_homelab.boot.policy import choose_boot
 from pypxe_homelab.protocol.tftp_paths import loader_config_request
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.tftp import TftpFile, static_file
@@ -46,7 +45,7 @@ class TftpResolver:
             if not serve:
                 return None
             state = runtime.store.node_state(device_id).state if device_id else None
-            choice = choose_boot(runtime.inventory, device_id, state, image_ready(runtime.inventory))
+            choice = boot_choice(runtime.inventory, device_id, state)
             text = render_loader_config(
                 choice,
                 tree=tree,

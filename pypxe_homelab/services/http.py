@@ -200,16 +200,15 @@ class HttpService:
 
     async def _ipxe_script(self, request: web.Request) -> web.StreamResponse:
         """``/<id>/boot.ipxe``: the iPXE script for this machine, decided now like a PXELINUX config."""
-        from pypxe_homelab.boot.autoinstall_boot import image_ready
+        from pypxe_homelab.boot.autoinstall_boot import boot_choice
         from pypxe_homelab.boot.ipxe_script import render_ipxe_script
-        from pypxe_homelab.boot.policy import choose_boot
 
         runtime = self._runtime()
         device_id = request.match_info["device_id"]
         mac = mac_of_device_id(device_id)
         client = _client(request)
         state = runtime.store.node_state(device_id).state
-        choice = choose_boot(runtime.inventory, device_id, state, image_ready(runtime.inventory))
+        choice = boot_choice(runtime.inventory, device_id, state)
         try:
             body = render_ipxe_script(
                 choice,

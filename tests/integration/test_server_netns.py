@@ -16,7 +16,15 @@ import pytest
 
 from tests.fixtures.autoinstall.isobuild import build_test_iso
 from tests.lab.netns import TestLan, ip_netns_available
-from tests.lab.serverproc import REPO, ServerProcess, base_config, client_python, http_request, tftp_get
+from tests.lab.serverproc import (
+    REPO,
+    TEST_PUBLIC_KEY,
+    ServerProcess,
+    base_config,
+    client_python,
+    http_request,
+    tftp_get,
+)
 
 pytestmark = [
     pytest.mark.netns,
@@ -320,7 +328,6 @@ def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
     assert KNOWN not in devices  # registered nodes are not "discovered, not yet registered"
 
 
-PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwL7jG3o8b1x7gOa+Nj0y8oQ1J8U4I3yXxJgkOQeH1a admin@test"
 INSTALLER = "01-52-54-00-a0-00-0b"
 
 
@@ -337,7 +344,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
     good = config.read_text()
     node = (
         f"  {INSTALLER}:\n    address: {lab.lan.prefix}.70/24\n    os: ubuntu-24.04\n"
-        f'    ssh_authorized_keys: ["{PUBKEY}"]\n'
+        f'    ssh_authorized_keys: ["{TEST_PUBLIC_KEY}"]\n'
     )
     start = len(lab.server.log())
     config.write_text(good + node)
@@ -351,7 +358,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
         user = http_request(
             lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
         )
-        assert user["text"].startswith("#cloud-config\n") and PUBKEY in user["text"]
+        assert user["text"].startswith("#cloud-config\n") and TEST_PUBLIC_KEY in user["text"]
         base = {"origin": "curtin", "level": "INFO", "timestamp": 1.0}
         for event_type, name in [
             ("start", "subiquity/Install/install"),

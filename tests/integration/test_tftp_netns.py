@@ -222,6 +222,10 @@ def test_garbage_then_a_normal_fetch(net: NetLab) -> None:
     assert r2["ok"] and r2["sha256"] == sha(net.files["ldlinux.c32"])
 
 
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def test_port_in_use_and_sigterm_shutdown(net: NetLab) -> None:
     second = net.lan.run(
         "server",
@@ -229,8 +233,9 @@ def test_port_in_use_and_sigterm_shutdown(net: NetLab) -> None:
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    # the program holding the port is named: the running service's interpreter
     assert second.stdout.strip() == (
-        "TFTP: UDP 0.0.0.0:69 is already in use (another TFTP server such as dnsmasq or tftpd-hpa?); "
+        f"TFTP: UDP 0.0.0.0:69 is already in use by {_comm(net.server.pid)} (pid {net.server.pid}); "
         "stop it or set server.tftp_port in config.yaml"
     )
     net.server.terminate()

@@ -14,6 +14,12 @@ from tests.lab.netns import TestLan
 REPO = Path(__file__).resolve().parents[2]
 
 
+# a well-formed public key that no one holds the private half of
+TEST_PUBLIC_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwL7jG3o8b1x7gOa+Nj0y8oQ1J8U4I3yXxJgkOQeH1a admin@test"
+)
+
+
 def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str = "") -> str:
     """A config.yaml for a server on ``lan``'s host "server" with its data under ``root``.
 
@@ -28,6 +34,7 @@ def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str 
         + (server + "\n" if server else "")
         + f"paths:\n  root: {root}\n"
         + f"defaults:\n  gateway: {lan.prefix}.1\n  dns: [{lan.prefix}.1]\n"
+        + f'  ssh_authorized_keys: ["{TEST_PUBLIC_KEY}"]\n'
         + "nodes:\n"
         + textwrap.indent(textwrap.dedent(nodes), "  ")
     )

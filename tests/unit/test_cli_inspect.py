@@ -99,3 +99,17 @@ def test_render_refuses_a_bad_id_in_one_line(tmp_path: Path) -> None:
     result = _run(tmp_path, "render", "nonsense")
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "is not a device id" in result.output
+
+
+def test_a_node_that_cannot_install_unattended_boots_locally_and_says_why(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/authorized_keys to fall back on
+    iso = tmp_path / "test.iso"
+    build_test_iso(iso, b"kernel" * 100, b"initrd" * 100)
+    no_keys = CONFIG.replace(f'  ssh_authorized_keys: ["{KEY}"]\n', "")
+    assert _run(tmp_path, "images", "add", str(iso), "--name", "ubuntu-24.04", config=no_keys).exit_code == 0
+    out = _run(tmp_path, "render", "01-52-54-00-a0-00-02", config=no_keys).output
+    assert "not installed:" in out and "key" in out
+    assert "LOCALBOOT 0" in out and "casper" not in out
