@@ -156,7 +156,7 @@ def _late_commands(username: str, node_url: str) -> list[str]:
 def build_autoinstall(
     inventory: Inventory, node: Node, base_url: str, *, host: HostNetwork | None = None
 ) -> dict[str, Any]:
-    """The value of the ``autoinstall:`` key for ``node`` (protocol-spec §12.3/§12.5).
+    """The value of the ``autoinstall:`` key for ``node`` (Subiquity autoinstall reference).
 
     ``defaults.autoinstall`` then ``nodes.<id>.autoinstall`` are deep-merged over the generated mapping; their
     ``late-commands`` are appended to the generated ones (which hold the sudoers file and the install callback).

@@ -39,7 +39,7 @@ def split_extra(text: str) -> list[str]:
 
 
 def installer_tokens(base_url: str, device_id: str, iso_file: str, extra: str = "") -> list[str]:
-    """The installer's arguments (protocol-spec §9) followed by ``extra``.
+    """The installer's arguments (casper, cloud-init, Subiquity) followed by ``extra``.
 
     An extra word whose key (text before ``=``, or the whole word) equals a generated one replaces it in place;
     the others are appended in order.

@@ -79,7 +79,7 @@ def normalise(raw: str) -> str:
 
 
 def device_hint(path: str) -> DeviceHint | None:
-    """The device a normalised path identifies (protocol-spec §8), or None.
+    """The device a normalised path identifies (see docs/how-it-boots.md, "Device ids"), or None.
 
     ``[prefix/]pxelinux.cfg/01-<mac>`` → MAC; ``pxelinux.cfg/<uuid>`` → UUID; ``pxelinux.cfg/C0A8010A`` (upper-case
     hex) → IPv4; ``<8 hex>/…`` → Raspberry Pi serial; ``aa-bb-cc-dd-ee-ff/…`` → Raspberry Pi MAC prefix.
