@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.netns import TestLan, ip_netns_available
-from tests.lab.serverproc import REPO, ServerProcess, base_config, http_request, tftp_get
+from tests.lab.serverproc import REPO, ServerLab, ServerProcess, base_config, http_request, tftp_get
 
 SNPONLY = Path("/usr/lib/ipxe/snponly.efi")
 
@@ -36,26 +35,10 @@ NODES = f"""\
 
 def ipxe_config(lan: TestLan, root: Path, nodes: str = "") -> str:
     """The test server's config with ``server.loaders.efi64: snponly.efi``."""
-    text = base_config(lan, root, nodes=nodes)
-    return text.replace("  http_port: 12345\n", "  http_port: 12345\n  loaders: {efi64: snponly.efi}\n", 1)
+    return base_config(lan, root, nodes=nodes, extra_server="loaders: {efi64: snponly.efi}")
 
 
-class Lab:
-    def __init__(self, lan: TestLan, root: Path, server: ServerProcess) -> None:
-        self.lan, self.root, self.server = lan, root, server
-        self.server_ip = lan.ip("server")
-        self.client_ip = lan.ip("client")
-
-    def pxe(self, *args: str) -> dict | list:
-        result = self.lan.run(
-            "client",
-            [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"],
-            cwd=REPO,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
+class Lab(ServerLab):
     def script_url(self, device_id: str) -> str:
         return f"http://{self.server_ip}:12345/{device_id}/boot.ipxe"
 

@@ -19,6 +19,7 @@ from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.serverproc import (
     REPO,
     TEST_PUBLIC_KEY,
+    ServerLab,
     ServerProcess,
     base_config,
     client_python,
@@ -44,27 +45,8 @@ NODES = f"""\
 """
 
 
-class Lab:
-    def __init__(self, lan: TestLan, root: Path, server: ServerProcess) -> None:
-        self.lan, self.root, self.server = lan, root, server
-        self.server_ip = lan.ip("server")
-        self.client_ip = lan.ip("client")
-
-    def pxe(self, *args: str) -> dict | list:
-        result = self.lan.run(
-            "client",
-            [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"],
-            cwd=REPO,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def config(self, device_id: str, tree: str = "") -> str:
-        prefix = f"{tree}/" if tree else ""
-        [result] = tftp_get(self.lan, "client", self.server_ip, [f"{prefix}pxelinux.cfg/{device_id}"])
-        assert result["ok"], result
-        return result["text"]
+class Lab(ServerLab):
+    """The module's server."""
 
 
 @pytest.fixture(scope="module")

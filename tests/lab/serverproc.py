@@ -159,3 +159,30 @@ def http_request(
                           "text": body.decode("utf-8", "replace") if len(body) < 65536 else None}}))
     """
     return client_python(lan, host, code)  # type: ignore[return-value]
+
+
+class ServerLab:
+    """A running server on ``lan``'s host "server" and a client host to talk to it from."""
+
+    def __init__(self, lan: TestLan, root: Path, server: ServerProcess) -> None:
+        self.lan, self.root, self.server = lan, root, server
+        self.server_ip = lan.ip("server")
+        self.client_ip = lan.ip("client")
+
+    def pxe(self, *args: str) -> dict | list:
+        """Run the scripted PXE client (tests/lab/pxeclient.py) in the client host; its JSON output."""
+        result = self.lan.run(
+            "client",
+            [sys.executable, "-m", "tests.lab.pxeclient", *args, "--iface", "eth0"],
+            cwd=REPO,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def config(self, device_id: str, tree: str = "") -> str:
+        """The PXELINUX config the client gets over TFTP for ``device_id`` in ``tree`` ("" is BIOS)."""
+        prefix = f"{tree}/" if tree else ""
+        [result] = tftp_get(self.lan, "client", self.server_ip, [f"{prefix}pxelinux.cfg/{device_id}"])
+        assert result["ok"], result
+        return result["text"]
