@@ -50,9 +50,8 @@ def e2e_skip_reason() -> str | None:
     )
 
 
-def default_config(lab: NetbootLab) -> str:
-    """config.yaml with the two standard nodes (BIOS .50, UEFI .51) booting boot/linux + boot/initrd.gz."""
-    p = lab.lan.prefix
+def config_head(lab: NetbootLab) -> str:
+    """The server, paths and defaults sections of the lab's config.yaml, up to ``nodes:``."""
     return f"""\
 server:
   interfaces: [eth0]
@@ -63,6 +62,15 @@ defaults:
   gateway: {lab.router.ip}
   dns: [{lab.router.ip}]
 nodes:
+"""
+
+
+def default_config(lab: NetbootLab) -> str:
+    """config.yaml with the two standard nodes (BIOS .50, UEFI .51) booting boot/linux + boot/initrd.gz."""
+    p = lab.lan.prefix
+    return (
+        config_head(lab)
+        + f"""\
   01-52-54-00-a0-00-01:
     address: {p}.50/24
     boot:
@@ -73,6 +81,7 @@ nodes:
     address: {p}.51/24
     boot: {{kernel: boot/linux, initrd: boot/initrd.gz, cmdline: "{NODE_CMDLINE}"}}
 """
+    )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BIOS_MAC, NODE_CMDLINE, UEFI_MAC, NetbootLab
+from tests.e2e.conftest import BIOS_MAC, NODE_CMDLINE, UEFI_MAC, NetbootLab, config_head
 from tests.fixtures.autoinstall.inventories import public_key
 from tests.fixtures.autoinstall.isobuild import build_test_iso
 from tests.lab.mkinitrd import build_net_initrd
@@ -112,16 +112,9 @@ def ssh_public_key(workdir: Path) -> str:
 def install_config(lab: NetbootLab, key: str) -> str:
     """config.yaml where the UEFI machine installs the added image (the BIOS node keeps its plain boot)."""
     p = lab.lan.prefix
-    return f"""\
-server:
-  interfaces: [eth0]
-  http_port: {lab.http_port}
-paths:
-  root: {lab.root}
-defaults:
-  gateway: {lab.router.ip}
-  dns: [{lab.router.ip}]
-nodes:
+    return (
+        config_head(lab)
+        + f"""\
   01-{BIOS_MAC.replace(":", "-")}:
     address: {p}.50/24
     boot: {{kernel: boot/linux, initrd: boot/initrd.gz, cmdline: "{NODE_CMDLINE}"}}
@@ -134,6 +127,7 @@ nodes:
       - {key}
     cmdline: {NODE_CMDLINE}
 """
+    )
 
 
 @dataclass
