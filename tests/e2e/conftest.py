@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pypxe_homelab.config.model import Paths
 from tests.conftest import lab_skip_reason
 from tests.lab.kernel import Kernel, find_kernel, kernel_skip_reason
 from tests.lab.mkinitrd import build_initrd, build_net_initrd
@@ -109,11 +110,11 @@ class NetbootLab:
 
     @property
     def tftproot(self) -> Path:
-        return self.root / "tftproot"
+        return Paths(self.root).tftproot
 
     @property
     def httproot(self) -> Path:
-        return self.root / "httproot"
+        return Paths(self.root).httproot
 
     @property
     def config_path(self) -> Path:

@@ -56,12 +56,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         boot.mkdir(parents=True)
         (boot / "linux").write_bytes(os.urandom(100_000))
         (boot / "initrd.gz").write_bytes(os.urandom(50_000))
-        server.start()
-        try:
+        with server.running():
             yield Lab(lan, root, server)
-        finally:
-            code = server.stop()
-            assert code == 0, f"serve did not stop cleanly (exit {code}):\n{server.log()}"
 
 
 def test_ipxe_discover_gets_the_script_url_in_the_offer(lab: Lab) -> None:

@@ -66,12 +66,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         (boot / "linux").write_bytes(os.urandom(1024 * 1024 + 17))
         (boot / "initrd.gz").write_bytes(os.urandom(300_000))
         (root / "tftproot" / "secret-link").symlink_to("/etc/passwd")
-        server.start()
-        try:
+        with server.running():
             yield Lab(lan, root, server)
-        finally:
-            code = server.stop()
-            assert code == 0, f"serve did not stop cleanly (exit {code}):\n{server.log()}"
 
 
 def test_startup_summary_names_interface_ports_and_nodes(lab: Lab) -> None:

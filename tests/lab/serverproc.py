@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.lab.netns import TestLan
@@ -83,6 +85,16 @@ class ServerProcess:
                 self.lan.wait_port(self.host, proto, port, timeout=20)
             except TimeoutError:
                 raise AssertionError(f"server did not bind {proto}/{port}:\n{self.log()}") from None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[ServerProcess]:
+        """Start the server, and on leaving stop it and check it exited cleanly (status 0)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            code = self.stop()
+            assert code == 0, f"serve did not stop cleanly (exit {code}):\n{self.log()}"
 
     def stop(self) -> int | None:
         if self.proc is None:
