@@ -1,4 +1,5 @@
-"""CPU cost of one ProxyDHCP answer without sockets: parse, decide, build, and the service's whole handle().
+"""CPU cost of one ProxyDHCP answer without sockets: parse, decide, build, and the service's whole handle()
+(events dropped; queued for the background recorder as ``serve`` does; recorded in line, as before the recorder).
 
     python3 bench/decide_cost.py TEMPLATE_HEX SECONDS
 
@@ -16,11 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pypxe_homelab.boot.booter import InventoryBooter, dhcp_decision  # noqa: E402
 from pypxe_homelab.config.model import Inventory  # noqa: E402
 from pypxe_homelab.protocol.dhcp_codec import build_reply, parse_request  # noqa: E402
-from pypxe_homelab.protocol.proxydhcp import ServerView, decide  # noqa: E402
+from pypxe_homelab.protocol.proxydhcp import ServerView  # noqa: E402
 from pypxe_homelab.runtime import Runtime  # noqa: E402
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
+from pypxe_homelab.state.recorder import Recorder  # noqa: E402
 from pypxe_homelab.state.store import StateStore  # noqa: E402
 
 SERVER = "10.231.0.3"
@@ -45,25 +48,30 @@ def main() -> None:
     inventory = Inventory()
     view = ServerView(address=SERVER, interface="eth0")
     request = parse_request(payload)
-    decision = decide(request, 67, inventory, view)
+    store = StateStore(None)
+    runtime = Runtime(inventory, store, store.record, ipaddress.IPv4Address(SERVER), 8080)
+    booter = InventoryBooter(lambda: runtime)
+    decision = dhcp_decision(booter, request, 67, view)
     if decision is None or decision.reply is None:
         raise SystemExit("the template DISCOVER gets no OFFER: cannot time the OFFER path")
     iface = InterfaceInfo("eth0", SERVER)
-    store = StateStore(None)
-    quiet = ProxyDhcpService(lambda: runtime, [iface], lambda _e: None)
-    recorded = ProxyDhcpService(lambda: runtime, [iface], store.record)
-    runtime = Runtime(inventory, store, store.record, ipaddress.IPv4Address(SERVER), 8080)
+    recorder = Recorder(store)
+    recorder.start()
+    quiet = ProxyDhcpService(booter, [iface], lambda _e: None)
+    queued = ProxyDhcpService(booter, [iface], recorder.emit)
+    in_line = ProxyDhcpService(booter, [iface], store.record)
     src = ("0.0.0.0", 68)
-    share = seconds / 6
+    share = seconds / 7
     result = {
         "parse_us": per_packet_us(lambda: parse_request(payload), share),
-        "decide_us": per_packet_us(lambda: decide(request, 67, inventory, view), share),
+        "decide_us": per_packet_us(lambda: dhcp_decision(booter, request, 67, view), share),
         "build_us": per_packet_us(lambda: build_reply(decision.reply), share),
         "parse_decide_build_us": per_packet_us(
-            lambda: build_reply(decide(parse_request(payload), 67, inventory, view).reply), share
+            lambda: build_reply(dhcp_decision(booter, parse_request(payload), 67, view).reply), share
         ),
         "handle_no_events_us": per_packet_us(lambda: quiet.handle(payload, src, iface, 67), share),
-        "handle_with_store_us": per_packet_us(lambda: recorded.handle(payload, src, iface, 67), share),
+        "handle_queued_us": per_packet_us(lambda: queued.handle(payload, src, iface, 67), share),
+        "handle_recorded_in_line_us": per_packet_us(lambda: in_line.handle(payload, src, iface, 67), share),
         "reply_bytes": len(build_reply(decision.reply)),
     }
     print(json.dumps(result))

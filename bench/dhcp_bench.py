@@ -151,13 +151,17 @@ def decide_cost(quick: bool) -> str:
     r = json.loads(res.stdout)
     rows = [
         ["`parse_request` (scapy parse of the 349-byte DISCOVER)", f"{r['parse_us']:.1f}"],
-        ["`decide` (policy only)", f"{r['decide_us']:.1f}"],
+        ["`dhcp_decision` (read the ask, Booter, build the reply record)", f"{r['decide_us']:.1f}"],
         [f"`build_reply` ({r['reply_bytes']}-byte OFFER)", f"{r['build_us']:.1f}"],
         ["parse + decide + build", f"{r['parse_decide_build_us']:.1f}"],
         ["`ProxyDhcpService.handle`, events dropped", f"{r['handle_no_events_us']:.1f}"],
         [
-            "`ProxyDhcpService.handle`, events recorded in an in-memory StateStore",
-            f"{r['handle_with_store_us']:.1f}",
+            "`ProxyDhcpService.handle`, events queued for the recorder (as `serve`)",
+            f"{r['handle_queued_us']:.1f}",
+        ],
+        [
+            "`ProxyDhcpService.handle`, events recorded in line in an in-memory StateStore",
+            f"{r['handle_recorded_in_line_us']:.1f}",
         ],
     ]
     return "\n".join(

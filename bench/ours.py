@@ -4,8 +4,8 @@
     python3 bench/ours.py http ROOT PORT              # HttpService on 127.0.0.1:PORT, httproot = ROOT/httproot
     python3 bench/ours.py dhcp IFACE [--no-events]    # ProxyDhcpService on UDP 67/4011 of IFACE
 
-Events go to an in-memory StateStore, as in ``serve`` (which uses the same store on disk); ``--no-events``
-drops them, to see the service's own cost. Prints "ready" on stdout once listening.
+Events go through the background recorder into an in-memory StateStore, as in ``serve`` (which uses the same
+store on disk); ``--no-events`` drops them, to see the service's own cost. Prints "ready" once listening.
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pypxe_homelab.boot.booter import InventoryBooter  # noqa: E402
 from pypxe_homelab.config.model import Inventory, Paths  # noqa: E402
 from pypxe_homelab.events import Event  # noqa: E402
+from pypxe_homelab.rootfiles import static_file  # noqa: E402
 from pypxe_homelab.runtime import Runtime  # noqa: E402
+from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
+from pypxe_homelab.services.http import HttpService  # noqa: E402
+from pypxe_homelab.services.tftp import TftpFile, TftpService  # noqa: E402
+from pypxe_homelab.state.recorder import Recorder  # noqa: E402
 from pypxe_homelab.state.store import StateStore  # noqa: E402
 
 
@@ -32,8 +38,13 @@ def _runtime(root: Path, port: int, advertise: str, events: bool) -> Runtime:
     def drop(_event: Event) -> None:
         return None
 
+    emit = drop
+    if events:
+        recorder = Recorder(store)
+        recorder.start()
+        emit = recorder.emit
     inventory = Inventory(paths=Paths(root=root))
-    return Runtime(inventory, store, store.record if events else drop, ipaddress.IPv4Address(advertise), port)
+    return Runtime(inventory, store, emit, ipaddress.IPv4Address(advertise), port)
 
 
 def _ready() -> None:
@@ -41,8 +52,6 @@ def _ready() -> None:
 
 
 def serve_tftp(root: Path, port: int, events: bool) -> None:
-    from pypxe_homelab.services.tftp import TftpFile, TftpService, static_file
-
     runtime = _runtime(root, 0, "127.0.0.1", events)
 
     def resolve(path: str, _client: tuple[str, int]) -> TftpFile | None:
@@ -65,34 +74,16 @@ async def _serve_async(start, stop) -> None:
     await stop()
 
 
-def _ensure_api_module() -> None:
-    """Stand in for the status API while that module is not in the tree (the benchmark does not use it)."""
-    try:
-        import pypxe_homelab.web.api  # noqa: F401
-    except ImportError:
-        import types
-
-        stub = types.ModuleType("pypxe_homelab.web.api")
-        stub.add_routes = lambda app, runtime_getter: None
-        sys.modules["pypxe_homelab.web.api"] = stub
-        print("note: pypxe_homelab.web.api missing; serving without the status API", file=sys.stderr)
-
-
 def serve_http(root: Path, port: int, events: bool) -> None:
-    from pypxe_homelab.services.http import HttpService
-
-    _ensure_api_module()
     runtime = _runtime(root, port, "127.0.0.1", events)
-    service = HttpService(lambda: runtime, port, "127.0.0.1")
+    service = HttpService(InventoryBooter(lambda: runtime), runtime.emit, port, "127.0.0.1")
     asyncio.run(_serve_async(service.start, service.stop))
 
 
 def serve_dhcp(iface: str, events: bool) -> None:
-    from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
-
     info = InterfaceInfo.of(iface)
     runtime = _runtime(Path("/nonexistent"), 8080, info.address, events)
-    service = ProxyDhcpService(lambda: runtime, [info], runtime.emit)
+    service = ProxyDhcpService(InventoryBooter(lambda: runtime), [info], runtime.emit)
     asyncio.run(_serve_async(service.start, service.stop))
 
 

@@ -39,4 +39,5 @@ fi
 .venv/bin/ruff check pypxe_homelab tests bench
 .venv/bin/ruff format --check pypxe_homelab tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

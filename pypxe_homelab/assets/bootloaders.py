@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tarfile
@@ -24,7 +25,19 @@ import yaml
 
 from pypxe_homelab.assets.download import fetch
 from pypxe_homelab.errors import UserError
-from pypxe_homelab.protocol.ipxe import is_ipxe_loader
+
+# undionly.kpxe, snponly.efi, ipxe.efi, ipxe.pxe, undionly.kkpxe, ipxe-arm64.efi, snp_x86_64.efi, …
+_IPXE_LOADER = re.compile(r"(?:ipxe|undionly|snponly|snp)(?:[-_][a-z0-9_-]*)?\.(?:kpxe|kkpxe|pxe|efi)")
+
+
+def is_ipxe_loader(loader: str) -> bool:
+    """Whether the boot file ``loader`` (a path below tftproot) is an iPXE binary, judged by its file name.
+
+    A firmware class whose loader is iPXE boots in two rounds: the firmware's PXE gets the iPXE binary, then
+    iPXE itself asks again (user class ``iPXE``) and must get a script URL instead, or it loads itself forever.
+    """
+    return bool(_IPXE_LOADER.fullmatch(posixpath.basename(loader.strip()).lower()))
+
 
 Source = Literal["auto", "packages", "upstream"]
 

@@ -21,10 +21,12 @@ import yaml
 from passlib.hash import sha512_crypt
 
 from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
-from pypxe_homelab.assets.images import image_release, iso_file_name, load_catalogue
+from pypxe_homelab.assets.images import image_paths, image_release, iso_file_name, load_catalogue
 from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
 from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
 from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
 from pypxe_homelab.errors import UserError
 
 USERNAME = "ubuntu"
@@ -46,8 +48,6 @@ class HostNetwork:
 
 @lru_cache(maxsize=1)
 def detect_host_network() -> HostNetwork:
-    from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
-
     return HostNetwork(gateway=default_gateway(), dns=tuple(upstream_dns()))
 
 
@@ -86,8 +86,6 @@ def _raw(inventory: Inventory, node: Node) -> Node:
 def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
     """Public keys for the node: its own, else the defaults', else ``ssh_authorized_keys_file``, else the first
     key of the invoking user's ~/.ssh/authorized_keys. UserError for a bad key or when none is found."""
-    from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
-
     raw = _raw(inventory, node)
     where = f"node {raw.name} ({raw.device_id})"
     if raw.ssh_authorized_keys:
@@ -249,8 +247,6 @@ def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = N
             f"run `pypxe-homelab images add PATH.iso --name {eff.os}` or pick a catalogue name"
         )
     else:
-        from pypxe_homelab.assets.images import image_paths
-
         if image_paths(root, eff.os) is None:
             problems.append(
                 f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}`"

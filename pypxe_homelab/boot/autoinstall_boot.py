@@ -1,59 +1,22 @@
-"""The three calls the services make to install Ubuntu on a node: its loader entry, its installer files over
-HTTP, and its cloud-init seed. Thin wrappers over ``kernel_cmdline`` and ``autoinstall``."""
+"""What installing Ubuntu on a node needs from the services: its installer kernel, the files the installer fetches
+over HTTP, its cloud-init seed, and the checks that keep a node from an installer that would stop and ask."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pypxe_homelab.assets.images import load_catalogue
+from pypxe_homelab.assets.images import image_paths
 from pypxe_homelab.boot.autoinstall import check_node, seed_file
-from pypxe_homelab.boot.kernel_cmdline import (
-    INITRD_PATH,
-    KERNEL_PATH,
-    installer_tokens,
-    node_http_file,
-    node_installer_boot,
-)
+from pypxe_homelab.boot.kernel_cmdline import node_http_file, node_installer_boot
 from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
 
-if TYPE_CHECKING:
-    from pypxe_homelab.boot.loader_config import KernelBoot
 
-
-def installer_boot(node: Node, base_url: str, inventory: Inventory | None = None) -> KernelBoot:
-    """Kernel URL, initrd URL and command-line words that start the installer on ``node``.
-
-    Pass ``inventory`` so images added from a local ISO resolve; without it ``node`` must be the effective node
-    and its ``os`` a catalogue name.
-    """
-    from pypxe_homelab.boot.loader_config import KernelBoot
-
-    if inventory is not None:
-        boot = node_installer_boot(inventory, node, base_url)
-        kernel, initrd, tokens = boot.kernel_url, boot.initrd_url, boot.tokens
-    else:
-        entry = load_catalogue().get(node.os or "")
-        if entry is None:
-            raise UserError(f"node {node.name} ({node.device_id}): os {node.os!r} is not a catalogue image")
-        node_url = f"{base_url.rstrip('/')}/{node.device_id}"
-        kernel, initrd = f"{node_url}/{KERNEL_PATH}", f"{node_url}/{INITRD_PATH}"
-        tokens = installer_tokens(base_url, node.device_id, entry.iso, node.cmdline)
-    return KernelBoot(kernel=kernel, initrd=(initrd,), tokens=tuple(tokens), what=f"the {node.os} installer")
-
-
-def installer_urls(node: Node, base_url: str, inventory: Inventory | None = None) -> list[str]:
+def installer_urls(inventory: Inventory, node: Node, base_url: str) -> list[str]:
     """The URLs the installer fetches after the kernel and initrd: the ISO, then the cloud-init seed."""
-    if inventory is not None:
-        tokens = node_installer_boot(inventory, node, base_url).tokens
-    else:
-        entry = load_catalogue().get(node.os or "")
-        if entry is None:
-            raise UserError(f"node {node.name} ({node.device_id}): os {node.os!r} is not a catalogue image")
-        tokens = installer_tokens(base_url, node.device_id, entry.iso)
+    tokens = node_installer_boot(inventory, node, base_url).tokens
     iso_url = next(t.removeprefix("url=") for t in tokens if t.startswith("url="))
     seed = next(t.split(";s=", 1)[1] for t in tokens if t.startswith("ds=") and ";s=" in t)
     return [iso_url, *(seed + name for name in ("meta-data", "user-data", "vendor-data"))]
@@ -79,8 +42,6 @@ def cloud_init_file(inventory: Inventory, node: Node, name: str, base_url: str, 
 
 def image_ready(inventory: Inventory) -> Callable[[str], bool]:
     """A predicate: is image ``name`` fetched and unpacked under this inventory's httproot?"""
-    from pypxe_homelab.assets.images import image_paths
-
     return lambda name: image_paths(inventory.paths.httproot, name) is not None
 
 

@@ -11,10 +11,18 @@ from pypxe_homelab.boot.kernel_cmdline import for_ipxe
 from pypxe_homelab.boot.loader_config import kernel_boot
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.boot.rendering import render_template
-from pypxe_homelab.config.model import Inventory, add_command, mac_of_device_id
+from pypxe_homelab.config.model import Inventory
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.identity import add_command, mac_of_device_id
+
+SCRIPT_NAME = "boot.ipxe"
 
 _SEPARATORS = {";": ",", "||": "or", "&&": "and"}
+
+
+def script_url(server: str, http_port: int, device_id: str) -> str:
+    """``http://<server>:<port>/<device_id>/boot.ipxe``: where an iPXE client fetches its script."""
+    return f"http://{server}:{http_port}/{device_id}/{SCRIPT_NAME}"
 
 
 def echo_text(text: str) -> str:

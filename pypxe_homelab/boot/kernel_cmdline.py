@@ -25,12 +25,18 @@ _GRUB_SPECIAL = set(" \t\"'\\;$&|<>(){}#`")
 
 
 @dataclass(frozen=True)
-class InstallerBoot:
-    """What a loader config needs to start the installer on one node."""
+class KernelBoot:
+    """A kernel to load: absolute URLs and the command line as words; each loader quotes them its way."""
 
-    kernel_url: str
-    initrd_url: str
-    tokens: list[str]
+    kernel: str
+    initrd: tuple[str, ...]
+    tokens: tuple[str, ...]
+    what: str  # for screens and logs: "the ubuntu-24.04 installer", a kernel path
+
+    @property
+    def append(self) -> str:
+        """The command line as a PXELINUX ``APPEND`` body."""
+        return for_pxelinux(list(self.tokens))
 
 
 def split_extra(text: str) -> list[str]:
@@ -67,7 +73,7 @@ def installer_tokens(base_url: str, device_id: str, iso_file: str, extra: str = 
     return tokens
 
 
-def node_installer_boot(inventory: Inventory, node: Node, base_url: str) -> InstallerBoot:
+def node_installer_boot(inventory: Inventory, node: Node, base_url: str) -> KernelBoot:
     """Kernel, initrd and arguments that install the node's ``os``; UserError if it has none or it is unknown."""
     eff = inventory.effective(node)
     if not eff.os:
@@ -79,10 +85,11 @@ def node_installer_boot(inventory: Inventory, node: Node, base_url: str) -> Inst
             "see `pypxe-homelab images list`"
         )
     node_url = f"{base_url.rstrip('/')}/{node.device_id}"
-    return InstallerBoot(
-        kernel_url=f"{node_url}/{KERNEL_PATH}",
-        initrd_url=f"{node_url}/{INITRD_PATH}",
-        tokens=installer_tokens(base_url, node.device_id, iso_file, eff.cmdline),
+    return KernelBoot(
+        kernel=f"{node_url}/{KERNEL_PATH}",
+        initrd=(f"{node_url}/{INITRD_PATH}",),
+        tokens=tuple(installer_tokens(base_url, node.device_id, iso_file, eff.cmdline)),
+        what=f"the {eff.os} installer",
     )
 
 

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from pypxe_homelab.boot.kernel_cmdline import for_pxelinux, split_extra
+from pypxe_homelab.boot.kernel_cmdline import KernelBoot, node_installer_boot, split_extra
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.boot.rendering import render_template
-from pypxe_homelab.config.model import Inventory, add_command, mac_of_device_id
-
-
-@dataclass(frozen=True)
-class KernelBoot:
-    """A kernel to load: absolute URLs and the command line as words, each loader quotes them its way."""
-
-    kernel: str
-    initrd: tuple[str, ...]
-    tokens: tuple[str, ...]
-    what: str
-
-    @property
-    def append(self) -> str:
-        """The command line as a PXELINUX ``APPEND`` body."""
-        return for_pxelinux(list(self.tokens))
+from pypxe_homelab.config.model import Inventory
+from pypxe_homelab.identity import add_command, mac_of_device_id
 
 
 def http_url(base_url: str, path: str) -> str:
@@ -37,9 +21,7 @@ def kernel_boot(choice: BootChoice, base_url: str, inventory: Inventory) -> Kern
     node = choice.node
     assert node is not None
     if choice.action == "install":
-        from pypxe_homelab.boot.autoinstall_boot import installer_boot
-
-        return installer_boot(node, base_url, inventory)
+        return node_installer_boot(inventory, node, base_url)
     assert node.boot is not None
     return KernelBoot(
         kernel=http_url(base_url, node.boot.kernel),

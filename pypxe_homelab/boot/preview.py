@@ -1,4 +1,4 @@
-"""What a machine receives, end to end, computed with the same functions the services call (for `render`)."""
+"""What a machine receives, end to end, asked of the same Booter the services ask (for `render`)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from pypxe_homelab.boot.autoinstall_boot import boot_choice
-from pypxe_homelab.boot.ipxe_script import render_ipxe_script
-from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
+from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.boot.autoinstall_boot import boot_choice, installer_urls
+from pypxe_homelab.boot.booter import (
+    Booter,
+    Decision,
+    FileAnswer,
+    HttpAsk,
+    InventoryBooter,
+    StaticEnvironment,
+    dhcp_decision,
+)
+from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, script_url
+from pypxe_homelab.boot.loader_config import kernel_boot
 from pypxe_homelab.boot.policy import BootChoice
-from pypxe_homelab.config.model import Inventory, mac_of_device_id
+from pypxe_homelab.config.model import Inventory
+from pypxe_homelab.identity import mac_of_device_id
 from pypxe_homelab.protocol import dhcp_codec
 from pypxe_homelab.protocol.client_class import ARCH_FIRMWARE
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
-from pypxe_homelab.protocol.ipxe import is_ipxe_loader, script_url
-from pypxe_homelab.protocol.proxydhcp import Decision, ServerView, decide
+from pypxe_homelab.protocol.proxydhcp import ServerView
 
 # (label, option 93 arch, vendor class) of the firmware classes a PC can have
 FIRMWARE_CLASSES = (
@@ -99,7 +109,27 @@ def ipxe_loaders(inventory: Inventory) -> dict[str, str]:
     return {fw: loader for fw, loader in inventory.server.loaders.items() if is_ipxe_loader(loader)}
 
 
-def dhcp_answers(inventory: Inventory, mac: str, server: ServerView) -> list[DhcpAnswer]:
+@dataclass(frozen=True)
+class _State:
+    state: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class _FixedStates:
+    """The install state ``render`` was asked about, for every lookup the booter makes."""
+
+    state: str | None
+    generation: int
+
+    def node_state(self, device_id: str) -> _State:
+        return _State(self.state or "discovered", self.generation)
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        return None
+
+
+def dhcp_answers(booter: Booter, inventory: Inventory, mac: str, server: ServerView) -> list[DhcpAnswer]:
     """The proxy offer and the port-4011 answer each firmware class would get (and, for classes that boot
     iPXE, what iPXE itself gets when it asks next)."""
     answers = []
@@ -109,43 +139,53 @@ def dhcp_answers(inventory: Inventory, mac: str, server: ServerView) -> list[Dhc
         if ARCH_FIRMWARE.get(arch) in ipxe_classes:
             variants.append((f"iPXE {label.removeprefix('UEFI ')}", True))
         for name, ipxe in variants:
-            offer = decide(
-                _request(mac, arch, vendor, dhcp_codec.DISCOVER, None, ipxe), 67, inventory, server
+            offer = dhcp_decision(
+                booter, _request(mac, arch, vendor, dhcp_codec.DISCOVER, None, ipxe), 67, server
             )
             answers.append(DhcpAnswer(name, 67, _describe(offer)))
             if offer is not None and offer.reply is not None and offer.reply.file.startswith("http://"):
                 continue  # the script URL came in the offer: iPXE does not ask port 4011
             item = (0x8000, 0) if arch == 0 else None
-            ack = decide(_request(mac, arch, vendor, dhcp_codec.REQUEST, item, ipxe), 4011, inventory, server)
+            ack = dhcp_decision(
+                booter, _request(mac, arch, vendor, dhcp_codec.REQUEST, item, ipxe), 4011, server
+            )
             answers.append(DhcpAnswer(name, 4011, _describe(ack)))
     return answers
+
+
+def _text(answer: object) -> str:
+    assert isinstance(answer, FileAnswer) and answer.data is not None
+    return answer.data.decode()
 
 
 def preview(
     inventory: Inventory, device_id: str, install_state: str | None, generation: int, base_url: str
 ) -> NodePreview:
-    """Everything ``device_id`` gets from this server right now."""
+    """Everything ``device_id`` gets from this server right now, as the booter answers it."""
     choice = boot_choice(inventory, device_id, install_state)
     result = NodePreview(device_id, choice)
     host = re.sub(r"^https?://", "", base_url).split(":")[0].split("/")[0]
-    server = ServerView(address=str(ipaddress.IPv4Address(host)), http_port=inventory.server.http_port)
+    server = ServerView(address=str(ipaddress.IPv4Address(host)))
+    environment = StaticEnvironment(
+        inventory, _FixedStates(install_state, generation), base_url, inventory.server.http_port
+    )
+    booter = InventoryBooter(lambda: environment)
     mac = mac_of_device_id(device_id)
     if mac:
-        result.dhcp = dhcp_answers(inventory, mac, server)
+        result.dhcp = dhcp_answers(booter, inventory, mac, server)
     for tree in LOADER_TREES:
-        result.loader_configs[tree] = render_loader_config(
-            choice, tree=tree, base_url=base_url, inventory=inventory, config_name=device_id
-        )
+        prefix = "" if tree == "bios" else f"{tree}/"
+        answer = booter.tftp(f"{prefix}pxelinux.cfg/{device_id}", "")
+        if answer is not None:  # PXELINUX names its config by MAC: not for a Raspberry Pi
+            result.loader_configs[tree] = _text(answer)
     if ipxe_loaders(inventory):
-        url = script_url(server.address, server.http_port, device_id)
-        result.ipxe_script = (url, render_ipxe_script(choice, base_url=base_url, inventory=inventory))
+        url = script_url(server.address, inventory.server.http_port, device_id)
+        result.ipxe_script = (url, _text(booter.http(HttpAsk(f"{device_id}/{SCRIPT_NAME}", ""))))
     if choice.action in ("boot", "install"):
         kb = kernel_boot(choice, base_url, inventory)
         result.urls = [kb.kernel, *kb.initrd]
     if choice.action == "install" and choice.node is not None:
-        from pypxe_homelab.boot.autoinstall_boot import cloud_init_file, installer_urls
-
-        result.urls += installer_urls(choice.node, base_url, inventory)
+        result.urls += installer_urls(inventory, choice.node, base_url)
         for name in ("user-data", "meta-data"):
-            result.cloud_init[name] = cloud_init_file(inventory, choice.node, name, base_url, generation)
+            result.cloud_init[name] = _text(booter.http(HttpAsk(f"{device_id}/cloud-init/{name}", "")))
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, normalise_device_id
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH
 from pypxe_homelab.errors import ConfigError, UserError
+from pypxe_homelab.identity import normalise_device_id
 
 
 @dataclass
@@ -67,15 +69,8 @@ def main(ctx: click.Context, config_path: Path) -> None:
 
 
 def _register() -> None:
-    import importlib
-
     for name in ("serve", "nodes", "inspect", "probe", "status", "assets"):
-        try:
-            module = importlib.import_module(f"pypxe_homelab.cli.{name}")
-        except ModuleNotFoundError as exc:  # an area not built yet during development
-            if exc.name != f"pypxe_homelab.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"pypxe_homelab.cli.{name}")
         for command in getattr(module, "COMMANDS", ()):
             main.add_command(command)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import click
 
 from pypxe_homelab.cli import CliContext
 from pypxe_homelab.logging_setup import configure
-from pypxe_homelab.server import Server
 
 
 @click.command()
@@ -27,7 +27,7 @@ def serve(obj: CliContext, log_format: str, debug: bool) -> None:
     Without a config file it runs on an embedded default: the interface of the default route, no nodes;
     every machine that network-boots then shows its device id (see `probe`) and boots from its disk.
     """
-    import logging
+    from pypxe_homelab.server import Server  # on use: every other command starts without the services
 
     configure(log_format, logging.DEBUG if debug else logging.INFO)
     asyncio.run(Server(obj.config_path).run())

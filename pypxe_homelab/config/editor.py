@@ -26,8 +26,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pypxe_homelab.config.loader import default_config_text, parse_inventory, read_yaml
-from pypxe_homelab.config.model import normalise_device_id
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.identity import normalise_device_id
 
 NEW_FILE_MODE = 0o644
 DEFAULT_STEP = 2

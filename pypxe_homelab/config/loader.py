@@ -27,9 +27,9 @@ from pypxe_homelab.config.model import (
     Node,
     Paths,
     ServerSettings,
-    normalise_device_id,
 )
 from pypxe_homelab.errors import ConfigError
+from pypxe_homelab.identity import normalise_device_id
 
 UNKNOWN_POLICIES = ("menu", "ignore")
 UEFI_MODES = ("binl", "direct")

@@ -7,11 +7,12 @@ file and line. Every other module takes an ``Inventory`` and never looks at YAML
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from pypxe_homelab.identity import device_id_of_mac, is_pi_serial, mac_of_device_id
 
 DEFAULT_ROOT = Path("/var/lib/pypxe-homelab")
 DEFAULT_CONFIG_PATH = Path("/etc/pypxe-homelab/config.yaml")
@@ -27,51 +28,6 @@ DEFAULT_LOADERS: dict[str, str] = {
 UnknownPolicy = Literal["menu", "ignore"]
 UefiMode = Literal["binl", "direct"]
 InstallPolicy = Literal["once", "always", "never"]
-
-_MAC_ID = re.compile(r"^01-([0-9a-f]{2}(?:-[0-9a-f]{2}){5})$")
-_PI_SERIAL = re.compile(r"^[0-9a-f]{8}$")
-_BARE_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:\1[0-9a-fA-F]{2}){4}$")
-
-
-def normalise_device_id(text: str) -> str:
-    """Return the canonical device id for ``text`` or raise ValueError saying what is accepted.
-
-    Accepted: ``01-aa-bb-cc-dd-ee-ff`` (a PC, any case), a bare MAC ``aa:bb:cc:dd:ee:ff`` or
-    ``aa-bb-cc-dd-ee-ff`` (turned into ``01-…``), or 8 hex digits (a Raspberry Pi serial, lower-cased).
-    """
-    raw = text.strip()
-    low = raw.lower()
-    if _MAC_ID.match(low):
-        return low
-    if _BARE_MAC.match(raw):
-        return "01-" + low.replace(":", "-")
-    if _PI_SERIAL.match(low):
-        return low
-    raise ValueError(
-        f"{text!r} is not a device id: use 01-<mac> with dashes (01-52-54-00-a0-00-01), "
-        "a MAC (52:54:00:a0:00:01) or a Raspberry Pi serial of 8 hex digits (7092246e)"
-    )
-
-
-def mac_of_device_id(device_id: str) -> str | None:
-    """``01-aa-bb-…`` → ``aa:bb:…``; None for a Pi serial."""
-    m = _MAC_ID.match(device_id)
-    return m.group(1).replace("-", ":") if m else None
-
-
-def device_id_of_mac(mac: str) -> str:
-    """``aa:bb:cc:dd:ee:ff`` (any case or separator) → ``01-aa-bb-cc-dd-ee-ff``."""
-    return "01-" + mac.lower().replace(":", "-")
-
-
-def add_command(device_id: str, ip: str | None = None) -> str:
-    """The command that registers ``device_id``; the address suggested is the one it has now, if known."""
-    address = f"{ip}/24" if ip else "<address>/<prefix>"
-    return f"pypxe-homelab add {device_id} --node-address {address}"
-
-
-def is_pi_serial(device_id: str) -> bool:
-    return bool(_PI_SERIAL.match(device_id))
 
 
 @dataclass(frozen=True)
@@ -186,8 +142,6 @@ class Inventory:
     def effective(self, node: Node) -> Node:
         """The node with every unset field filled from ``defaults`` (what it really gets)."""
         d = self.defaults
-        from dataclasses import replace
-
         return replace(
             node,
             gateway=node.gateway or d.gateway,

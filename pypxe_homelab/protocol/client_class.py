@@ -1,23 +1,30 @@
-"""Who is asking: firmware class, iPXE, Raspberry Pi, and the device id the inventory knows it by."""
+"""Who is asking, read from the packet alone: firmware class, iPXE, UEFI HTTP Boot, Raspberry Pi, device ids."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pypxe_homelab.config.model import device_id_of_mac
+from pypxe_homelab.identity import device_id_of_mac, pi_guid
+from pypxe_homelab.identity import is_pi_mac as _is_pi_mac
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
 
-# Option 93 value → firmware class (the key into ``ServerSettings.loaders``).
-ARCH_FIRMWARE: dict[int, str] = {0: "bios", 6: "efi32", 7: "efi64", 9: "efi64", 11: "arm64"}
+# Option 93 value → firmware class (RFC 4578 / IANA processor architecture types).
+ARCH_FIRMWARE: dict[int, str] = {
+    0: "bios",
+    6: "efi32",
+    7: "efi64",
+    9: "efi64",
+    11: "arm64",
+}
 UEFI_FIRMWARE = frozenset({"efi32", "efi64", "arm64"})
 
-PI_OUIS = frozenset({"b8:27:eb", "dc:a6:32", "e4:5f:01", "28:cd:c1", "d8:3a:dd", "2c:cf:67"})
-PI_GUID_MAGIC = (b"RPi4", b"RPi5")
+PXE_VENDOR_CLASS = "PXEClient"
+HTTP_VENDOR_CLASS = "HTTPClient"
 
 
 @dataclass(frozen=True)
 class ClientClass:
-    """The classification of one request (it only affects identity and logs, not the reply bytes)."""
+    """The classification of one request (from its bytes only)."""
 
     arch: int | None
     firmware: str | None  # bios / efi32 / efi64 / arm64, None when the arch has no mapping
@@ -25,13 +32,16 @@ class ClientClass:
     pi: bool = False
     pi_model: str | None = None  # 'RPi4' / 'RPi5' when option 97 says so
     pi_serial: str | None = None  # 8 lower-case hex digits, from the RPi4/RPi5 form of option 97
+    http: bool = False  # UEFI HTTP Boot: vendor class HTTPClient
 
     @property
     def name(self) -> str:
-        """'pi' for a Raspberry Pi, else the firmware class, else 'arch<N>'."""
+        """'pi' for a Raspberry Pi, else the firmware class (``-http`` for HTTP Boot), else 'arch<N>'."""
         if self.pi:
             return "pi"
-        return self.firmware or f"arch{self.arch}"
+        if self.firmware is None:
+            return f"arch{self.arch}"
+        return f"{self.firmware}-http" if self.http else self.firmware
 
     @property
     def uefi(self) -> bool:
@@ -43,25 +53,11 @@ def is_ipxe(request: DhcpRequest) -> bool:
     return request.has_ipxe_opts or request.user_class in (b"iPXE", b"\x04iPXE")
 
 
-def pi_guid(machine_id: bytes | None) -> tuple[str, str] | None:
-    """``(model, serial)`` from the Pi 4/5 EEPROM form of option 97, else None.
-
-    Layout after the type byte, each field a little-endian 32-bit word: FourCC ('RPi4'/'RPi5' in
-    byte order), board revision, low MAC bytes, serial.
-    """
-    if machine_id is None or len(machine_id) != 17 or machine_id[0] != 0:
-        return None
-    magic = machine_id[1:5]
-    if magic not in PI_GUID_MAGIC:
-        return None
-    serial = int.from_bytes(machine_id[13:17], "little")
-    return magic.decode("ascii"), f"{serial:08x}"
-
-
 def classify(request: DhcpRequest) -> ClientClass:
     arch = request.arch
     guid = pi_guid(request.machine_id)
-    pi = arch == 0 and (request.chaddr[:8] in PI_OUIS or guid is not None)
+    pi = arch == 0 and (_is_pi_mac(request.chaddr) or guid is not None)
+    http = (request.vendor_class or "").startswith(HTTP_VENDOR_CLASS)
     return ClientClass(
         arch=arch,
         firmware=ARCH_FIRMWARE.get(arch) if arch is not None else None,
@@ -69,6 +65,7 @@ def classify(request: DhcpRequest) -> ClientClass:
         pi=pi,
         pi_model=guid[0] if pi and guid else None,
         pi_serial=guid[1] if pi and guid else None,
+        http=http,
     )
 
 

@@ -1,17 +1,24 @@
-"""ProxyDHCP decisions: which requests on UDP 67 and 4011 get an answer, and what it says.
+"""ProxyDHCP mechanism: which requests on UDP 67 and 4011 are PXE asks, and the reply bytes for a boot answer.
 
-Pure functions of (request, port, inventory, server view): no sockets, no logging. ``decide`` returns
-None for traffic that is none of our business (plain DHCP clients, REQUESTs on 67, garbage) and a
-``Decision`` for every PXE client; ``Decision.reply`` is None when we deliberately stay silent.
+No policy lives here. ``read_ask`` turns a parsed request into a typed ``PxeAsk`` (or None: not our business);
+the policy (a Booter) answers it with one of the ``DhcpAnswer`` variants; ``reply_for`` turns that answer into
+the ``DhcpReply`` the codec encodes. Pure functions, no sockets, no logging, no inventory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from pypxe_homelab.config.model import DEFAULT_HTTP_PORT, Inventory, Node
 from pypxe_homelab.protocol import pxe_options as pxe
-from pypxe_homelab.protocol.client_class import ClientClass, classify, device_ids
+from pypxe_homelab.protocol.client_class import (
+    HTTP_VENDOR_CLASS,
+    PXE_VENDOR_CLASS,
+    ClientClass,
+    classify,
+    device_ids,
+)
 from pypxe_homelab.protocol.dhcp_codec import (
     ACK,
     BOOTREQUEST,
@@ -22,7 +29,6 @@ from pypxe_homelab.protocol.dhcp_codec import (
     DhcpReply,
     DhcpRequest,
 )
-from pypxe_homelab.protocol.ipxe import is_ipxe_loader, script_url
 
 DHCP_PORT = 67
 PXE_PORT = 4011
@@ -35,6 +41,9 @@ BIOS_MENU_TEXT = "Boot x86 BIOS"
 PI_MENU_TEXT = "Raspberry Pi Boot"
 PROMPT = (0, "PXE")  # boot the first menu item at once
 MAX_FILE = 127  # the header's file field holds 128 bytes including the NUL
+DEFAULT_VENDOR_CLASSES = (PXE_VENDOR_CLASS, HTTP_VENDOR_CLASS)
+
+Stage = Literal["discover", "boot-server", "binl"]
 
 
 @dataclass(frozen=True)
@@ -43,28 +52,175 @@ class ServerView:
 
     address: str  # IPv4 address of that interface: option 54, siaddr, boot server
     interface: str = ""
-    http_port: int = DEFAULT_HTTP_PORT
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The outcome for one PXE request. ``reply`` None means: a PXE client we chose not to answer."""
+class PxeAsk:
+    """A PXE or HTTP-boot client and what it asked for.
 
-    reply: DhcpReply | None
-    client: ClientClass
-    boot_file: str | None
-    device_id: str
-    mac: str
-    known: bool  # the device is listed in the inventory
-    reason: str
+    ``stage``: ``discover`` (a DISCOVER on 67), ``boot-server`` (a REQUEST/INFORM on 4011 naming a boot server
+    item of our menu) or ``binl`` (a REQUEST/INFORM on 4011 without one, as UEFI firmware sends).
+    """
+
+    request: DhcpRequest
     port: int
+    stage: Stage
+    client: ClientClass
+    device_ids: tuple[str, ...]
 
     @property
-    def kind(self) -> str:
-        """'offer', 'ack' or 'ignored'."""
-        if self.reply is None:
-            return "ignored"
-        return "offer" if self.reply.message_type == OFFER else "ack"
+    def mac(self) -> str:
+        return self.request.chaddr
+
+    @property
+    def firmware(self) -> str | None:
+        """The firmware class to serve: a 4011 boot-server request without option 93 is a BIOS ROM."""
+        if self.stage == "boot-server" and self.client.arch is None:
+            return "bios"
+        return self.client.firmware
+
+
+# -- the answers a policy can give ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Menu:
+    """Arch-0 clients (BIOS ROMs, every Raspberry Pi): the PXE boot menu. ``bios_server`` False sends only the
+    Raspberry Pi item, as the Raspberry Pi documentation shows. ``boot_file`` is what the BIOS item leads to."""
+
+    bios_server: bool = True
+    boot_file: str | None = None
+
+
+@dataclass(frozen=True)
+class BinlOffer:
+    """UEFI 'binl': an offer naming us as boot server; the boot file (``boot_file``) follows on 4011."""
+
+    boot_file: str
+
+
+@dataclass(frozen=True)
+class DirectOffer:
+    """UEFI 'direct': the boot file in the offer itself, no menu and no discovery."""
+
+    boot_file: str
+
+
+@dataclass(frozen=True)
+class UrlOffer:
+    """A URL in the offer's file field: an iPXE script (vendor class PXEClient) or a UEFI HTTP Boot file
+    (vendor class HTTPClient, which HTTP Boot firmware requires in the answer)."""
+
+    url: str
+    vendor_class: str = PXE_VENDOR_CLASS
+
+
+@dataclass(frozen=True)
+class BootFile:
+    """The answer on 4011: the boot file (or an iPXE script URL) for a boot-server or BINL request."""
+
+    boot_file: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Stay silent, on purpose, for ``reason``."""
+
+    reason: str
+
+
+DhcpAnswer = Menu | BinlOffer | DirectOffer | UrlOffer | BootFile | Ignore
+OFFER_ANSWERS = (Menu, BinlOffer, DirectOffer, UrlOffer, Ignore)
+ACK_ANSWERS = (BootFile, Ignore)
+
+
+def answer_file(answer: DhcpAnswer) -> str | None:
+    """The boot file or URL an answer hands out (or leads to), for reports."""
+    if isinstance(answer, UrlOffer):
+        return answer.url
+    if isinstance(answer, Ignore):
+        return None
+    return answer.boot_file
+
+
+def answer_reason(ask: PxeAsk, answer: DhcpAnswer) -> str:
+    """One line saying what the reply does."""
+    if isinstance(answer, Ignore):
+        return answer.reason
+    if isinstance(answer, Menu):
+        return "arch-0 boot menu"
+    if isinstance(answer, BinlOffer):
+        return "UEFI binl: boot file on 4011"
+    if isinstance(answer, DirectOffer):
+        return "UEFI direct: boot file in the offer"
+    if isinstance(answer, UrlOffer):
+        if answer.vendor_class == HTTP_VENDOR_CLASS:
+            return "UEFI HTTP Boot: URL in the offer"
+        return "iPXE: script URL in the offer"
+    url = ": iPXE script URL" if answer.boot_file.startswith("http://") else ""
+    return ("boot server ACK" if ask.stage == "boot-server" else "BINL ACK") + url
+
+
+def file_field_problem(text: str) -> str | None:
+    """Why ``text`` cannot go into the BOOTP file field, or None when it fits."""
+    if not text.isascii() or len(text.encode("ascii")) > MAX_FILE:
+        return f"{text} is not ASCII of at most {MAX_FILE} bytes (the reply's file field)"
+    return None
+
+
+# -- reading requests ---------------------------------------------------------------------------------------
+
+
+def is_pxe_client(request: DhcpRequest, vendor_prefixes: Sequence[str] = DEFAULT_VENDOR_CLASSES) -> bool:
+    """An Ethernet BOOTREQUEST whose vendor class starts with one of the PXE prefixes."""
+    return (
+        request.op == BOOTREQUEST
+        and request.htype == 1
+        and request.hlen == 6
+        and request.vendor_class is not None
+        and any(request.vendor_class.startswith(p) for p in vendor_prefixes if p)
+    )
+
+
+def read_ask(
+    request: DhcpRequest, port: int, vendor_prefixes: Sequence[str] = DEFAULT_VENDOR_CLASSES
+) -> PxeAsk | None:
+    """The PXE ask in ``request`` received on ``port`` (67 or 4011), or None when it is none of our business
+    (plain DHCP clients, REQUESTs on 67, DISCOVERs without option 93, other ports)."""
+    if not is_pxe_client(request, vendor_prefixes):
+        return None
+    stage: Stage
+    if port == DHCP_PORT:
+        if request.message_type != DISCOVER or request.arch is None:
+            return None
+        stage = "discover"
+    elif port == PXE_PORT:
+        if request.message_type not in (REQUEST, INFORM):
+            return None
+        stage = "boot-server" if pxe.BOOT_ITEM in request.pxe else "binl"
+    else:
+        return None
+    client = classify(request)
+    return PxeAsk(request, port, stage, client, device_ids(request, client))
+
+
+def ask_problem(ask: PxeAsk) -> Ignore | None:
+    """What no policy can answer: a malformed or foreign boot item, PXE BIS, a BINL request without arch."""
+    request = ask.request
+    if ask.stage == "boot-server":
+        if request.boot_item is None:
+            return Ignore("malformed boot item (option 43.71)")
+        item_type, layer = request.boot_item
+        if layer & pxe.BIS_LAYER_BIT:
+            return Ignore("PXE BIS (credentials) is not supported")
+        if item_type != BOOT_SERVER_TYPE:
+            return Ignore(f"boot item type {item_type:#06x} is not offered")
+    elif ask.stage == "binl" and ask.client.arch is None:
+        return Ignore("no client architecture (option 93)")
+    return None
+
+
+# -- building replies ---------------------------------------------------------------------------------------
 
 
 def arch_zero_menu(server: str, bios: bool = True) -> bytes:
@@ -98,17 +254,6 @@ def direct_boot_options() -> bytes:
     return pxe.encode([pxe.discovery_control(pxe.USE_BOOT_FILE), pxe.menu_prompt(*PROMPT)])
 
 
-def is_pxe_client(request: DhcpRequest, vendor_prefixes: tuple[str, ...]) -> bool:
-    """An Ethernet BOOTREQUEST whose vendor class starts with one of the PXE prefixes."""
-    return (
-        request.op == BOOTREQUEST
-        and request.htype == 1
-        and request.hlen == 6
-        and request.vendor_class is not None
-        and any(request.vendor_class.startswith(p) for p in vendor_prefixes if p)
-    )
-
-
 def destination(request: DhcpRequest, port: int, src_ip: str, src_port: int) -> tuple[str, int]:
     """Where the reply goes: relay agent, else broadcast on 67, else back to the sender on 4011."""
     if request.giaddr != "0.0.0.0":
@@ -118,38 +263,7 @@ def destination(request: DhcpRequest, port: int, src_ip: str, src_port: int) -> 
     return (BROADCAST if src_ip == "0.0.0.0" else src_ip), src_port
 
 
-@dataclass(frozen=True)
-class _Context:
-    request: DhcpRequest
-    port: int
-    client: ClientClass
-    device_id: str
-    node: Node | None
-
-    def decision(self, reply: DhcpReply | None, reason: str, boot_file: str | None = None) -> Decision:
-        return Decision(
-            reply=reply,
-            client=self.client,
-            boot_file=boot_file,
-            device_id=self.device_id,
-            mac=self.request.chaddr,
-            known=self.node is not None,
-            reason=reason,
-            port=self.port,
-        )
-
-    def ignore(self, reason: str) -> Decision:
-        return self.decision(None, reason)
-
-
-def _context(request: DhcpRequest, port: int, inventory: Inventory) -> _Context:
-    client = classify(request)
-    ids = device_ids(request, client)
-    node = next((inventory.nodes[i] for i in ids if i in inventory.nodes), None)
-    return _Context(request, port, client, node.device_id if node else ids[0], node)
-
-
-def _base_reply(request: DhcpRequest, server: ServerView, message_type: int, **fields) -> DhcpReply:
+def _base(request: DhcpRequest, server: ServerView, message_type: int, **fields: object) -> DhcpReply:
     mid = request.machine_id
     return DhcpReply(
         message_type=message_type,
@@ -160,114 +274,62 @@ def _base_reply(request: DhcpRequest, server: ServerView, message_type: int, **f
         hlen=request.hlen,
         giaddr=request.giaddr,
         machine_id=mid if mid is not None and len(mid) == 17 else None,
-        **fields,
+        **fields,  # type: ignore[arg-type]
     )
 
 
-def _loader(inventory: Inventory, firmware: str | None) -> tuple[str | None, str]:
-    """The boot file for a firmware class, or None and why not."""
-    if firmware is None:
-        return None, "client architecture is not served"
-    loader = inventory.server.loaders.get(firmware, "")
-    if not loader:
-        return None, f"no boot loader configured for {firmware}"
-    if len(loader.encode("utf-8")) > MAX_FILE or not loader.isascii():
-        return None, f"boot loader name for {firmware} is not ASCII of at most {MAX_FILE} bytes"
-    return loader, ""
-
-
-def _ipxe_script(
-    ctx: _Context, inventory: Inventory, server: ServerView, firmware: str | None
-) -> tuple[str | None, str]:
-    """Class C: the script URL for an iPXE client whose firmware class boots an iPXE binary.
-
-    ``(None, "")`` when the rule does not apply (not iPXE, or the loader is not iPXE); ``(None, why)`` when
-    the URL cannot be sent.
-    """
-    if not ctx.client.ipxe or ctx.client.pi or firmware is None:
-        return None, ""
-    if not is_ipxe_loader(inventory.server.loaders.get(firmware, "")):
-        return None, ""
-    url = script_url(server.address, server.http_port, ctx.device_id)
-    if len(url.encode("ascii", "replace")) > MAX_FILE:
-        return None, f"iPXE script URL {url} is longer than {MAX_FILE} bytes"
-    return url, ""
-
-
-def _uefi_mode(inventory: Inventory, node: Node | None) -> str:
-    if node is not None:
-        return inventory.effective(node).uefi_mode or inventory.server.uefi_mode
-    return inventory.defaults.uefi_mode or inventory.server.uefi_mode
-
-
-def _offer(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
-    request, client = ctx.request, ctx.client
-    script, why = _ipxe_script(ctx, inventory, server, client.firmware)
-    if why:
-        return ctx.ignore(why)
-    if script is not None:
-        reply = _base_reply(request, server, OFFER, flags=BROADCAST_FLAG, siaddr=server.address, file=script)
-        return ctx.decision(reply, "iPXE: script URL in the offer", script)
-    if client.firmware == "bios":
-        bios_loader, why = _loader(inventory, "bios")
-        if bios_loader is None and not client.pi:
-            return ctx.ignore(why)
-        menu = arch_zero_menu(server.address, bios=bios_loader is not None)
-        reply = _base_reply(request, server, OFFER, flags=BROADCAST_FLAG, pxe=menu)
-        return ctx.decision(reply, "arch-0 boot menu", None if client.pi else bios_loader)
-    loader, why = _loader(inventory, client.firmware)
-    if loader is None:
-        return ctx.ignore(f"arch {client.arch}: {why}")
-    if _uefi_mode(inventory, ctx.node) == "direct":
-        reply = _base_reply(
-            request,
-            server,
-            OFFER,
-            flags=BROADCAST_FLAG,
-            siaddr=server.address,
-            file=loader,
-            pxe=direct_boot_options(),
-        )
-        return ctx.decision(reply, "UEFI direct: boot file in the offer", loader)
-    reply = _base_reply(request, server, OFFER, flags=BROADCAST_FLAG, siaddr=server.address)
-    return ctx.decision(reply, "UEFI binl: boot file on 4011", loader)
-
-
-def _ack(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
-    request, client = ctx.request, ctx.client
-    if pxe.BOOT_ITEM in request.pxe:
-        if request.boot_item is None:
-            return ctx.ignore("malformed boot item (option 43.71)")
+def reply_for(ask: PxeAsk, answer: DhcpAnswer, server: ServerView) -> DhcpReply | None:
+    """The reply that carries ``answer`` to ``ask`` (None for Ignore); ValueError for an answer the stage
+    cannot carry (an offer on 4011, a boot file on 67) or a file that does not fit the file field."""
+    request = ask.request
+    if isinstance(answer, Ignore):
+        return None
+    file = answer_file(answer)
+    if file is not None and not isinstance(answer, Menu) and (problem := file_field_problem(file)):
+        raise ValueError(problem)
+    if ask.stage == "discover":
+        if isinstance(answer, Menu):
+            menu = arch_zero_menu(server.address, bios=answer.bios_server)
+            return _base(request, server, OFFER, flags=BROADCAST_FLAG, pxe=menu)
+        if isinstance(answer, BinlOffer):
+            return _base(request, server, OFFER, flags=BROADCAST_FLAG, siaddr=server.address)
+        if isinstance(answer, DirectOffer):
+            return _base(
+                request,
+                server,
+                OFFER,
+                flags=BROADCAST_FLAG,
+                siaddr=server.address,
+                file=answer.boot_file,
+                pxe=direct_boot_options(),
+            )
+        if isinstance(answer, UrlOffer):
+            return _base(
+                request,
+                server,
+                OFFER,
+                flags=BROADCAST_FLAG,
+                siaddr=server.address,
+                file=answer.url,
+                vendor_class=answer.vendor_class,
+            )
+        raise ValueError(f"{type(answer).__name__} cannot answer a DISCOVER")
+    if not isinstance(answer, BootFile):
+        raise ValueError(f"{type(answer).__name__} cannot answer a request on port {PXE_PORT}")
+    if ask.stage == "boot-server":
+        assert request.boot_item is not None
         item_type, layer = request.boot_item
-        if layer & pxe.BIS_LAYER_BIT:
-            return ctx.ignore("PXE BIS (credentials) is not supported")
-        if item_type != BOOT_SERVER_TYPE:
-            return ctx.ignore(f"boot item type {item_type:#06x} is not offered")
-        firmware = client.firmware if client.arch is not None else "bios"
-        script, why = _ipxe_script(ctx, inventory, server, firmware)
-        loader, why = (script, why) if script is not None or why else _loader(inventory, firmware)
-        if loader is None:
-            return ctx.ignore(why)
-        reply = _base_reply(
+        return _base(
             request,
             server,
             ACK,
             flags=request.flags,
             yiaddr=request.ciaddr,
             siaddr=server.address,
-            file=loader,
+            file=answer.boot_file,
             pxe=pxe.encode([pxe.boot_item(item_type, layer)]),
         )
-        return ctx.decision(reply, "boot server ACK" + (": iPXE script URL" if script else ""), loader)
-    if client.arch is None:
-        return ctx.ignore("no client architecture (option 93)")
-    script, why = _ipxe_script(ctx, inventory, server, client.firmware)
-    if why:
-        return ctx.ignore(why)
-    loader, why = (script, "") if script is not None else _loader(inventory, client.firmware)
-    if loader is None:
-        return ctx.ignore(f"arch {client.arch}: {why}")
-    reply = _base_reply(
+    return _base(
         request,
         server,
         ACK,
@@ -275,24 +337,5 @@ def _ack(ctx: _Context, inventory: Inventory, server: ServerView) -> Decision:
         ciaddr=request.ciaddr,
         siaddr=server.address,
         sname=server.address,
-        file=loader,
+        file=answer.boot_file,
     )
-    return ctx.decision(reply, "BINL ACK" + (": iPXE script URL" if script else ""), loader)
-
-
-def decide(request: DhcpRequest, port: int, inventory: Inventory, server: ServerView) -> Decision | None:
-    """What to answer to ``request`` received on ``port`` (67 or 4011) of the interface ``server``."""
-    if not is_pxe_client(request, inventory.server.pxe_vendor_classes):
-        return None
-    if port == DHCP_PORT:
-        if request.message_type != DISCOVER or request.arch is None:
-            return None
-    elif port == PXE_PORT:
-        if request.message_type not in (REQUEST, INFORM):
-            return None
-    else:
-        return None
-    ctx = _context(request, port, inventory)
-    if ctx.node is None and inventory.server.unknown == "ignore":
-        return ctx.ignore("unknown device (server.unknown is 'ignore')")
-    return _offer(ctx, inventory, server) if port == DHCP_PORT else _ack(ctx, inventory, server)

@@ -1,7 +1,8 @@
 """The ProxyDHCP service: UDP 67 and 4011 sockets, one pair per served interface.
 
-Each datagram is parsed, decided on against the current inventory, answered from the socket it
-arrived on and reported as an Event. A bad packet is logged in one line and never stops the service.
+Each datagram is parsed, answered through the Booter, sent from the socket it arrived on, and only then
+reported as an Event (the event sink queues it for the recorder; nothing on the way to the reply waits for the
+state store). A bad packet is logged in one line and never stops the service.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import errno
 import functools
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pypxe_homelab.boot.booter import Booter, Decision, dhcp_decision
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
-from pypxe_homelab.events import Event, EventSink
+from pypxe_homelab.events import DhcpDetail, Event, EventSink, Kind, dhcp_event
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
-from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, Decision, ServerView, decide, destination
-from pypxe_homelab.runtime import Runtime
+from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, ServerView, destination
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +83,35 @@ def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.s
     return sock
 
 
+_KINDS = {"offer": Kind.DHCP_OFFER, "ack": Kind.DHCP_ACK, "ignored": Kind.DHCP_IGNORED}
+
+
 def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[str, int]) -> Event:
     """The Event reporting one decision."""
     client = decision.client
-    detail = {
-        "arch": client.arch,
-        "class": client.name,
-        "firmware": client.firmware,
-        "ipxe": client.ipxe,
-        "pi": client.pi,
-        "file": decision.boot_file,
-        "xid": request.xid,
-        "port": decision.port,
-        "vendor_class": request.vendor_class,
-        "uuid": request.uuid,
-        "nic": ".".join(str(x) for x in request.nic) if request.nic else None,
-        "ciaddr": request.ciaddr,
-        "interface": iface,
-        "known": decision.known,
-        "reason": decision.reason,
-    }
+    detail = DhcpDetail(
+        {
+            "arch": client.arch,
+            "class": client.name,
+            "firmware": client.firmware,
+            "ipxe": client.ipxe,
+            "http": client.http,
+            "pi": client.pi,
+            "file": decision.boot_file,
+            "xid": request.xid,
+            "port": decision.port,
+            "vendor_class": request.vendor_class,
+            "uuid": request.uuid,
+            "nic": ".".join(str(x) for x in request.nic) if request.nic else None,
+            "ciaddr": request.ciaddr,
+            "interface": iface,
+            "known": decision.known,
+            "reason": decision.reason,
+        }
+    )
     if client.pi_serial:
         detail["serial"] = client.pi_serial
-    return Event(
-        kind=f"dhcp.{decision.kind}",
-        client=f"{src[0]}:{src[1]}",
-        device_id=decision.device_id,
-        mac=decision.mac,
-        detail=detail,
-    )
+    return dhcp_event(_KINDS[decision.kind], f"{src[0]}:{src[1]}", decision.device_id, decision.mac, detail)
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -123,9 +124,11 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            out = self.service.handle(data, addr, self.iface, self.port)
+            out, event = self.service.answer(data, addr, self.iface, self.port)
             if out is not None and self.transport is not None:
                 self.transport.sendto(*out)
+            if event is not None:
+                self.service.report(event)
         except Exception as exc:
             log.warning(
                 "dhcp: dropped a packet from %s:%s on %s/%s: %r", *addr, self.iface.name, self.port, exc
@@ -138,19 +141,19 @@ class _Endpoint(asyncio.DatagramProtocol):
 class ProxyDhcpService:
     """ProxyDHCP on UDP 67 and 4011 for each interface in ``interfaces``.
 
-    ``runtime_getter`` is called for every packet, so a reload that swaps ``Runtime.inventory`` takes
-    effect at once. ``ports`` maps the protocol port (67, 4011) to the port actually bound (for tests).
+    Every packet is answered by ``booter``, which reads the current inventory, so a reload takes effect at
+    once. ``ports`` maps the protocol port (67, 4011) to the port actually bound (for tests).
     """
 
     def __init__(
         self,
-        runtime_getter: Callable[[], Runtime],
+        booter: Booter,
         interfaces: Sequence[InterfaceInfo],
         emit: EventSink,
         *,
         ports: Mapping[int, int] | None = None,
     ) -> None:
-        self._runtime = runtime_getter
+        self._booter = booter
         self.interfaces = list(interfaces)
         self._emit = emit
         self._ports = dict(ports or {DHCP_PORT: DHCP_PORT, PXE_PORT: PXE_PORT})
@@ -180,25 +183,20 @@ class ProxyDhcpService:
                 transport.close()
         self._transports.clear()
 
-    def handle(
+    def answer(
         self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
-    ) -> tuple[bytes, tuple[str, int]] | None:
-        """Parse, decide, build and report one datagram; returns (reply bytes, destination) or None."""
+    ) -> tuple[tuple[bytes, tuple[str, int]] | None, Event | None]:
+        """Parse, decide and build one datagram: ((reply bytes, destination) or None, the event to report)."""
         request = parse_request(data)
         if request is None:
-            return None
-        runtime = self._runtime()
-        server = ServerView(address=iface.address, interface=iface.name, http_port=runtime.http_port)
-        decision = decide(request, port, runtime.inventory, server)
+            return None, None
+        server = ServerView(address=iface.address, interface=iface.name)
+        decision = dhcp_decision(self._booter, request, port, server)
         if decision is None:
-            return None
+            return None, None
         out = None
         if decision.reply is not None:
             out = (build_reply(decision.reply), destination(request, port, src[0], src[1]))
-        try:
-            self._emit(event_for(decision, request, iface.name, src))
-        except Exception as exc:
-            log.warning("dhcp: event sink failed: %r", exc)
         log.debug(
             "dhcp: %s %s %s arch=%s on %s/%s: %s",
             decision.kind,
@@ -209,4 +207,20 @@ class ProxyDhcpService:
             port,
             decision.reason,
         )
+        return out, event_for(decision, request, iface.name, src)
+
+    def report(self, event: Event) -> None:
+        """Hand ``event`` to the sink (after the reply went out); a failing sink is logged, never raised."""
+        try:
+            self._emit(event)
+        except Exception as exc:
+            log.warning("dhcp: event sink failed: %r", exc)
+
+    def handle(
+        self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
+    ) -> tuple[bytes, tuple[str, int]] | None:
+        """``answer`` then ``report``: the reply (bytes, destination) or None."""
+        out, event = self.answer(data, src, iface, port)
+        if event is not None:
+            self.report(event)
         return out

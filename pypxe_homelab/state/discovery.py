@@ -7,10 +7,12 @@ device an event belongs to and persists the result.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind
+from pypxe_homelab.identity import config_name, device_hint, is_pi_mac, pi_model_of_uuid
 
 # A new DHCP DISCOVER after this many seconds of silence starts a new boot of the same machine.
 BOOT_GAP_SECONDS = 60.0
@@ -18,16 +20,11 @@ BOOT_GAP_SECONDS = 60.0
 # How far a boot got, in order. A boot's stage only moves forward.
 STAGES: tuple[str, ...] = ("dhcp", "loader", "config", "kernel", "initrd", "userspace")
 
-# Raspberry Pi Ltd / Raspberry Pi Trading OUIs (Pi 5 boards use 2c:cf:67).
-PI_OUIS: frozenset[str] = frozenset({"b8:27:eb", "dc:a6:32", "e4:5f:01", "28:cd:c1", "d8:3a:dd", "2c:cf:67"})
-
 MAX_CONFIG_NAMES = 16
 
-_CONFIG_NAME = re.compile(r"(?:^|/)pxelinux\.cfg/([^/]+)$", re.IGNORECASE)
 _PI_CONFIG = ("config.txt", "cmdline.txt")
 _KERNEL_NAME = re.compile(r"^(?:vmlinuz.*|linux|bzimage|kernel.*\.img|image|vmlinux.*)$", re.IGNORECASE)
 _INITRD_NAME = re.compile(r"^(?:initrd.*|initramfs.*|.*\.cpio(?:\.gz)?)$", re.IGNORECASE)
-_PI_FOURCC = {"52506934": "pi4", "52506935": "pi5"}  # "RPi4" / "RPi5" at the start of option 97
 
 
 @dataclass
@@ -63,19 +60,6 @@ class DeviceRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def is_pi_mac(mac: str | None) -> bool:
-    """True when the MAC's OUI belongs to Raspberry Pi."""
-    return mac is not None and mac.lower()[:8] in PI_OUIS
-
-
-def pi_model_of_uuid(uuid: str | None) -> str | None:
-    """'pi4' / 'pi5' when option 97 starts with the Pi 4/5 EEPROM's FourCC, else None."""
-    if not uuid:
-        return None
-    digits = re.sub(r"[^0-9a-f]", "", uuid.lower())
-    return _PI_FOURCC.get(digits[:8]) or _PI_FOURCC.get(digits[2:10])
-
-
 def client_ip(client: str) -> str | None:
     """The IP part of an event's ``client`` (``10.0.0.5:68``, ``[fe80::1]:69`` or a bare address)."""
     text = client.strip()
@@ -90,12 +74,6 @@ def client_ip(client: str) -> str | None:
 
 def event_path(event: Event) -> str:
     return str(event.detail.get("path") or event.detail.get("file") or "")
-
-
-def config_name(path: str) -> str | None:
-    """The PXELINUX config name a TFTP path asks for (``01-…``, a UUID, ``C0A8010A``, ``default``), or None."""
-    m = _CONFIG_NAME.search(path)
-    return m.group(1) if m else None
 
 
 def file_stage(path: str) -> str:
@@ -113,18 +91,18 @@ def file_stage(path: str) -> str:
 def stage_of(event: Event) -> str | None:
     """How far a boot must have got for this event to happen, or None when it says nothing about that."""
     kind = event.kind
-    if kind in ("dhcp.offer", "dhcp.ack", "dhcp.ignored"):
+    if kind in DHCP_KINDS:
         return "dhcp"
-    if kind.startswith("tftp."):
+    if kind in TFTP_KINDS:
         return file_stage(event_path(event))
-    if kind in ("http.get", "http.done"):
+    if kind in (Kind.HTTP_GET, Kind.HTTP_DONE):
         what = event.detail.get("what")
         if what in ("config", "kernel", "initrd"):  # config: an iPXE script
             return str(what)
-        if what in ("iso", "cloud-init"):
+        if what == "iso":
             return "userspace"
         return file_stage(event_path(event))
-    if kind in ("cloudinit.fetch", "install.event", "install.callback"):
+    if kind in (Kind.CLOUDINIT_FETCH, Kind.INSTALL_EVENT, Kind.INSTALL_CALLBACK):
         return "userspace"
     return None
 
@@ -143,7 +121,7 @@ def starts_boot(record: DeviceRecord | None, event: Event, gap: float = BOOT_GAP
     """
     if record is None or record.boots == 0:
         return True
-    if event.kind not in ("dhcp.offer", "dhcp.ignored") or event.detail.get("port", 67) != 67:
+    if event.kind not in (Kind.DHCP_OFFER, Kind.DHCP_IGNORED) or event.detail.get("port", 67) != 67:
         return False
     return event.time - record.last_seen > gap or stage_rank(record.stage) >= stage_rank("kernel")
 
@@ -155,7 +133,7 @@ def _learn(rec: DeviceRecord, fact: str, value: Any, source: str) -> None:
     rec.learned[fact] = source
 
 
-def _pi_evidence(rec: DeviceRecord, detail: dict[str, Any], model: str | None) -> str | None:
+def _pi_evidence(rec: DeviceRecord, detail: Mapping[str, Any], model: str | None) -> str | None:
     """Why this machine is a Raspberry Pi, or None when nothing says so."""
     if model:
         return "dhcp option 97 (RPi4/RPi5)"
@@ -179,8 +157,8 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
     d = event.detail
     kind = event.kind
     if event.mac:
-        _learn(rec, "mac", event.mac.lower(), f"{kind} chaddr" if kind.startswith("dhcp.") else kind)
-    if kind.startswith("dhcp."):
+        _learn(rec, "mac", event.mac.lower(), f"{kind} chaddr" if kind in DHCP_KINDS else str(kind))
+    if kind in DHCP_KINDS:
         arch = d.get("arch")
         _learn(rec, "arch", arch if isinstance(arch, int) else None, "dhcp option 93")
         _learn(rec, "firmware", d.get("class"), "dhcp option 93")
@@ -195,13 +173,13 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
     elif ip:
         _learn(rec, "ip", ip, f"{kind} client address")
     path = event_path(event)
-    if kind.startswith("tftp.") and path:
+    if kind in TFTP_KINDS and path:
         name = config_name(path)
         if name and name not in rec.config_names and len(rec.config_names) < MAX_CONFIG_NAMES:
             rec.config_names.append(name)
-        m = re.match(r"^([0-9a-f]{8})/", path, re.IGNORECASE)
-        if m:
-            _learn(rec, "serial", m.group(1).lower(), f"tftp path {path}")
+        hint = device_hint(path)
+        if hint is not None and hint.source == "pi-serial":
+            _learn(rec, "serial", hint.device_id, f"tftp path {path}")
     model = pi_model_of_uuid(rec.uuid)
     evidence = _pi_evidence(rec, d, model)
     if evidence and not rec.pi:

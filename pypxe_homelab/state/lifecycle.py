@@ -5,10 +5,11 @@ Pure functions: the node's state, an event and the node's install policy go in, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import HTTP_KINDS, TFTP_KINDS, Event, Kind
 
 STATES: tuple[str, ...] = ("discovered", "booting", "installing", "installed", "failed")
 
@@ -40,7 +41,7 @@ FETCH_PROGRESS: dict[str, float] = {
     "initrd": 2.0,
     "iso": 3.0,
     "iso-done": 10.0,
-    "cloud-init": 11.0,
+    "seed": 11.0,  # the cloud-init seed
 }
 
 
@@ -59,14 +60,14 @@ class NodeState:
         return asdict(self)
 
 
-def installer_progress(detail: dict[str, Any]) -> float | None:
+def installer_progress(detail: Mapping[str, Any]) -> float | None:
     """The percentage an installer (webhook) event stands for, from the known Subiquity stage order."""
     text = f"{detail.get('name', '')} {detail.get('description', '')}".lower()
     found = [pct for word, pct in INSTALLER_STAGES if word in text]
     return max(found) if found else None
 
 
-def installer_outcome(detail: dict[str, Any]) -> str | None:
+def installer_outcome(detail: Mapping[str, Any]) -> str | None:
     """'installed' or 'failed' when an installer event ends the install, else None."""
     name = str(detail.get("name", ""))
     event_type = str(detail.get("event_type", ""))
@@ -83,7 +84,7 @@ def installer_outcome(detail: dict[str, Any]) -> str | None:
 def event_label(event: Event) -> str:
     """A short name of the event for NodeState.last_event."""
     d = event.detail
-    if event.kind == "install.event":
+    if event.kind is Kind.INSTALL_EVENT:
         return f"{d.get('event_type', '?')} {d.get('name', '?')}" + (
             f" {d['result']}" if d.get("result") else ""
         )
@@ -98,23 +99,22 @@ def _progress(state: NodeState, value: float | None) -> float | None:
 
 
 def _fetch_progress(event: Event) -> float | None:
-    if event.kind == "cloudinit.fetch":
-        return FETCH_PROGRESS["cloud-init"]
+    if event.kind is Kind.CLOUDINIT_FETCH:
+        return FETCH_PROGRESS["seed"]
     what = str(event.detail.get("what", ""))
-    if what == "iso" and event.kind == "http.done":
+    if what == "iso" and event.kind is Kind.HTTP_DONE:
         return FETCH_PROGRESS["iso-done"]
     return FETCH_PROGRESS.get(what)
 
 
 def starts_install(event: Event) -> bool:
     """Whether an event means the installer is being fetched or runs (kernel/initrd/ISO, cloud-init, webhook)."""
-    if event.kind in ("cloudinit.fetch", "install.event"):
+    if event.kind in (Kind.CLOUDINIT_FETCH, Kind.INSTALL_EVENT):
         return True
-    return event.kind in ("http.get", "http.done") and event.detail.get("what") in (
+    return event.kind in (Kind.HTTP_GET, Kind.HTTP_DONE) and event.detail.get("what") in (
         "kernel",
         "initrd",
         "iso",
-        "cloud-init",
     )
 
 
@@ -129,18 +129,18 @@ def transition(state: NodeState, event: Event, policy: str, new_boot: bool) -> N
     now = event.time
     label = event_label(event)
     current = state
-    if new_boot and event.kind.startswith("dhcp.") and event.kind != "dhcp.ignored":
+    if new_boot and event.kind in (Kind.DHCP_OFFER, Kind.DHCP_ACK):
         if current.state in ("installed", "failed") and policy == "always":
             current = replace(current, generation=current.generation + 1, state="discovered", progress=None)
         if current.state in ("discovered", "failed", "installing"):
             return replace(current, state="booting", progress=None, updated=now, last_event=label)
     if current.state == "installed" and (policy != "always" or not new_boot):
         return replace(current, updated=now, last_event=label)
-    if event.kind == "install.callback":
+    if event.kind is Kind.INSTALL_CALLBACK:
         if policy == "never":
             return replace(current, updated=now, last_event=label)
         return replace(current, state="installed", progress=100.0, updated=now, last_event=label)
-    if event.kind == "install.event" and policy != "never":
+    if event.kind is Kind.INSTALL_EVENT and policy != "never":
         outcome = installer_outcome(event.detail)
         if outcome == "failed":
             return replace(current, state="failed", updated=now, last_event=label)
@@ -153,11 +153,7 @@ def transition(state: NodeState, event: Event, policy: str, new_boot: bool) -> N
     if starts_install(event) and policy != "never" and current.state != "failed":
         pct = _progress(current, _fetch_progress(event))
         return replace(current, state="installing", progress=pct, updated=now, last_event=label)
-    if (
-        event.kind in ("dhcp.offer", "dhcp.ack")
-        or event.kind.startswith("tftp.")
-        or event.kind.startswith("http.")
-    ):
+    if event.kind in (Kind.DHCP_OFFER, Kind.DHCP_ACK) or event.kind in TFTP_KINDS or event.kind in HTTP_KINDS:
         if current.state == "discovered":
             return replace(current, state="booting", updated=now, last_event=label)
         return replace(current, updated=now, last_event=label)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -17,13 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pypxe_homelab.config.model import device_id_of_mac, is_pi_serial, mac_of_device_id, normalise_device_id
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
+from pypxe_homelab.identity import (
+    device_hint,
+    device_id_of_mac,
+    is_pi_mac,
+    is_pi_serial,
+    mac_of_device_id,
+    normalise_device_id,
+    uuid_forms,
+)
+from pypxe_homelab.protocol.tftp_paths import PathRefused, normalise
 from pypxe_homelab.state.discovery import (
     DeviceRecord,
     client_ip,
     event_path,
-    is_pi_mac,
     merge,
     observe,
     starts_boot,
@@ -37,13 +44,6 @@ log = logging.getLogger("pypxe_homelab.state")
 
 MAX_EVENTS_PER_DEVICE = 5000
 _PRUNE_EVERY = 500
-_UUID_NAME = re.compile(
-    r"(?:^|/)pxelinux\.cfg/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I
-)
-_HEX_IP_NAME = re.compile(r"(?:^|/)pxelinux\.cfg/([0-9A-F]{8})$")
-_MAC_NAME = re.compile(r"(?:^|/)pxelinux\.cfg/01-([0-9a-f]{2}(?:-[0-9a-f]{2}){5})$", re.I)
-_SERIAL_PREFIX = re.compile(r"^([0-9a-f]{8})/", re.I)
-_MAC_PREFIX = re.compile(r"^([0-9a-f]{2}(?:-[0-9a-f]{2}){5})/", re.I)
 _ARP_TABLE = Path("/proc/net/arp")
 
 _SCHEMA = """
@@ -76,23 +76,6 @@ class Notification:
             "node": self.node.to_json() if self.node else None,
             "stage": self.device.stage,
         }
-
-
-def _uuid_digits(text: str | None) -> set[str]:
-    """Hex forms a UUID may be written in: as sent, and with the first three fields byte-swapped."""
-    if not text:
-        return set()
-    digits = re.sub(r"[^0-9a-f]", "", text.lower())
-    if len(digits) == 34 and digits.startswith("00"):
-        digits = digits[2:]
-    if len(digits) != 32:
-        return {digits}
-
-    def swap(s: str) -> str:
-        return "".join(reversed([s[i : i + 2] for i in range(0, len(s), 2)]))
-
-    swapped = swap(digits[0:8]) + swap(digits[8:12]) + swap(digits[12:16]) + digits[16:]
-    return {digits, swapped}
 
 
 def _arp_mac(ip: str) -> str | None:
@@ -163,27 +146,45 @@ class StateStore:
 
         Returns the device id the event was attached to (None when no device could be told).
         """
-        note: Notification | None = None
+        return self.record_many([event])[0]
+
+    def record_many(self, events: list[Event]) -> list[str | None]:
+        """``record`` for a batch, in one transaction (each event in its own savepoint, so one odd event
+        never undoes the others); subscribers hear of each after the commit."""
+        notes: list[Notification | None] = []
         with self._lock:
             if self._closed:
-                return None
+                return [None] * len(events)
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                note = self._record(event)
+                for event in events:
+                    self._db.execute("SAVEPOINT one")
+                    try:
+                        notes.append(self._record(event))
+                        self._db.execute("RELEASE one")
+                    except Exception as exc:  # an odd event must never take a service down
+                        self._db.execute("ROLLBACK TO one")
+                        self._db.execute("RELEASE one")
+                        log.warning(
+                            "state: could not record %s from %s: %s", event.kind, event.client or "?", exc
+                        )
+                        notes.append(None)
                 self._db.execute("COMMIT")
-            except Exception as exc:  # an odd event must never take a service down
+            except Exception as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                log.warning("state: could not record %s from %s: %s", event.kind, event.client or "?", exc)
-                return None
+                log.warning("state: could not record %d event(s): %s", len(events), exc)
+                return [None] * len(events)
             subscribers = list(self._subscribers)
-        if note is not None:
+        for note in notes:
+            if note is None:
+                continue
             for callback in subscribers:
                 try:
                     callback(note)
                 except Exception as exc:
                     log.warning("state: a subscriber failed: %s", exc)
-        return note.device.device_id if note is not None else None
+        return [note.device.device_id if note is not None else None for note in notes]
 
     def _record(self, event: Event) -> Notification | None:
         ip = client_ip(event.client)
@@ -209,7 +210,7 @@ class StateStore:
             node = transition(before, event, self._policy(device_id), new_boot)
             self._save_node(node)
         generation = node.generation if node else 1
-        if event.kind == "install.event":
+        if event.kind is Kind.INSTALL_EVENT:
             pct = installer_progress(event.detail)
             if pct is not None:
                 event = replace(event, detail={**event.detail, "progress": pct})
@@ -233,7 +234,7 @@ class StateStore:
                 return (self._id_for_mac(mac) if mac else device_id), mac, True
         if mac:
             return self._id_for_mac(mac), mac, True
-        path = event_path(event) if event.kind.startswith("tftp.") else ""
+        path = event_path(event) if event.kind in TFTP_KINDS else ""
         if path:
             found = self._resolve_path(path)
             if found:
@@ -245,21 +246,24 @@ class StateStore:
         return None, None, False
 
     def _resolve_path(self, raw: str) -> tuple[str, str | None] | None:
-        path = "/".join(part for part in raw.replace("\\", "/").split("/") if part not in ("", "."))
-        if m := _MAC_NAME.search(path) or _MAC_PREFIX.match(path):
-            mac = m.group(1).lower().replace("-", ":")
-            return self._id_for_mac(mac), mac
-        if m := _SERIAL_PREFIX.match(path):
-            return m.group(1).lower(), None
-        if m := _UUID_NAME.search(path):
-            wanted = _uuid_digits(m.group(1))
+        try:
+            hint = device_hint(normalise(raw))
+        except PathRefused:
+            return None
+        if hint is None:
+            return None
+        if hint.mac:
+            return self._id_for_mac(hint.mac), hint.mac
+        if hint.device_id:
+            return hint.device_id, None
+        if hint.uuid:
+            wanted = uuid_forms(hint.uuid)
             for device_id, mac, uuid in self._db.execute("SELECT device_id, mac, uuid FROM devices"):
-                if _uuid_digits(uuid) & wanted:
+                if uuid_forms(uuid) & wanted:
                     return device_id, mac
             return None
-        if m := _HEX_IP_NAME.search(path):
-            ip = ".".join(str(b) for b in bytes.fromhex(m.group(1)))
-            mac = self.mac_for_ip(ip)
+        if hint.ipv4:
+            mac = self.mac_for_ip(hint.ipv4)
             return (self._id_for_mac(mac), mac) if mac else None
         return None
 
@@ -293,11 +297,12 @@ class StateStore:
             self._db.execute("DELETE FROM nodes WHERE device_id = ?", (mac_id,))
 
     def _learn_ip(self, event: Event, ip: str | None, device: DeviceRecord, strong: bool) -> None:
-        ciaddr = event.detail.get("ciaddr") if event.kind.startswith("dhcp.") else None
+        dhcp = event.kind in DHCP_KINDS
+        ciaddr = event.detail.get("ciaddr") if dhcp else None
         mac = event.mac or device.mac
         if not mac:
             return
-        for address in (ciaddr, ip if strong and not event.kind.startswith("dhcp.") else None):
+        for address in (ciaddr, ip if strong and not dhcp else None):
             if address and address not in ("0.0.0.0", "127.0.0.1", "::1"):
                 self._db.execute(
                     "INSERT INTO ip_mac (ip, mac, time) VALUES (?, ?, ?) "
@@ -402,7 +407,7 @@ class StateStore:
             ).fetchall()
         entries = []
         for rid, gen, kind, client, mac, detail, t, repeat, last_time in reversed(rows):
-            event = Event(kind, client or "", device_id, mac, json.loads(detail), t)
+            event = Event(Kind(kind), client or "", device_id, mac, json.loads(detail), t)
             entries.append(TimelineEntry(rid, event, gen, repeat, last_time))
         return entries
 
@@ -425,14 +430,7 @@ class StateStore:
                 generation = self.node_state(device_id).generation + 1
                 node = NodeState(device_id, "discovered", generation, now, None, "reinstall")
                 self._save_node(node)
-                event = Event(
-                    "node.reinstall",
-                    "",
-                    device_id,
-                    mac_of_device_id(device_id),
-                    {"generation": generation},
-                    now,
-                )
+                event = reinstall_event(device_id, mac_of_device_id(device_id), generation, now)
                 entry = self._append(event, generation)
                 self._db.execute("COMMIT")
             except Exception:

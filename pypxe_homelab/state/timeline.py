@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import DHCP_KINDS, Event, Kind
 
 DEDUPE_WINDOW_SECONDS = 30.0
 
@@ -25,7 +26,7 @@ class TimelineEntry:
         return {
             "id": self.id,
             "time": e.time,
-            "kind": e.kind,
+            "kind": e.kind.value,
             "client": e.client,
             "device_id": e.device_id,
             "mac": e.mac,
@@ -40,9 +41,9 @@ class TimelineEntry:
 def dedupe_key(event: Event) -> str | None:
     """Events with the same key within DEDUPE_WINDOW_SECONDS are one timeline entry (retries, probes)."""
     d = event.detail
-    if event.kind.startswith("dhcp."):
+    if event.kind in DHCP_KINDS:
         return f"{event.kind}|{d.get('xid')}|{d.get('port')}"
-    if event.kind in ("tftp.rrq", "tftp.error", "tftp.abort", "http.error"):
+    if event.kind in (Kind.TFTP_RRQ, Kind.TFTP_ERROR, Kind.TFTP_ABORT, Kind.HTTP_ERROR):
         return f"{event.kind}|{d.get('path')}"
     return None
 
@@ -60,7 +61,7 @@ def human_bytes(n: Any) -> str:
     return f"{size:.1f} GiB"
 
 
-def _transfer(d: dict[str, Any]) -> str:
+def _transfer(d: Mapping[str, Any]) -> str:
     text = f"{d.get('path', '?')} {human_bytes(d.get('bytes'))}"
     duration = d.get("duration")
     if isinstance(duration, (int, float)) and duration > 0:
@@ -74,32 +75,32 @@ def describe(event: Event) -> str:
     """One line saying what happened, e.g. ``TFTP sent efi64/syslinux.efi 160.3 KiB in 0.4 s (400.1 KiB/s)``."""
     d = event.detail
     k = event.kind
-    if k == "dhcp.offer":
+    if k is Kind.DHCP_OFFER:
         return f"proxy offer ({d.get('class') or 'arch ' + str(d.get('arch'))}) → {d.get('file') or 'no boot file'}"
-    if k == "dhcp.ack":
+    if k is Kind.DHCP_ACK:
         return f"boot server ack (4011) → {d.get('file') or 'no boot file'}"
-    if k == "dhcp.ignored":
+    if k is Kind.DHCP_IGNORED:
         return f"DHCP ignored: {d.get('reason') or d.get('class') or 'not served'}"
-    if k == "tftp.rrq":
+    if k is Kind.TFTP_RRQ:
         return f"TFTP request {d.get('path', '?')}"
-    if k == "tftp.done":
+    if k is Kind.TFTP_DONE:
         return f"TFTP sent {_transfer(d)}"
-    if k == "tftp.error":
+    if k is Kind.TFTP_ERROR:
         return f"TFTP error {d.get('path') or d.get('raw', '?')}: {d.get('reason') or 'failed'}"
-    if k == "tftp.abort":
+    if k is Kind.TFTP_ABORT:
         why = "size probe" if d.get("probe") else d.get("reason") or "stopped"
         return f"TFTP aborted by client {d.get('path', '?')} ({why})"
-    if k == "http.get":
+    if k is Kind.HTTP_GET:
         return f"HTTP {d.get('what', 'file')} {d.get('path', '?')}"
-    if k == "http.done":
+    if k is Kind.HTTP_DONE:
         return f"HTTP sent {d.get('what', 'file')} {_transfer(d)}"
-    if k in ("http.error", "http.abort"):
+    if k in (Kind.HTTP_ERROR, Kind.HTTP_ABORT):
         return (
             f"HTTP {k.split('.')[1]} {d.get('path', '?')} {d.get('status') or d.get('reason') or ''}".rstrip()
         )
-    if k == "cloudinit.fetch":
+    if k is Kind.CLOUDINIT_FETCH:
         return f"cloud-init fetched {d.get('file', '?')}"
-    if k == "install.event":
+    if k is Kind.INSTALL_EVENT:
         text = f"installer {d.get('event_type', '?')} {d.get('name', '?')}"
         if d.get("result"):
             text += f" {d['result']}"
@@ -108,8 +109,8 @@ def describe(event: Event) -> str:
         if d.get("progress") is not None:
             text += f" ({d['progress']:.0f}%)"
         return text
-    if k == "install.callback":
+    if k is Kind.INSTALL_CALLBACK:
         return "install finished (callback)"
-    if k == "node.reinstall":
+    if k is Kind.NODE_REINSTALL:
         return f"re-armed for install, generation {d.get('generation')}"
-    return k
+    return k.value

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pypxe_homelab.config.model import Inventory, Node, add_command
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.identity import add_command
 from pypxe_homelab.state.discovery import DeviceRecord
 from pypxe_homelab.state.store import StateStore
 

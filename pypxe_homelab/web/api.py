@@ -17,15 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from pypxe_homelab.config.model import mac_of_device_id
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import CallbackDetail, InstallDetail, callback_event, install_event
+from pypxe_homelab.identity import DEVICE_ID_PATTERN, mac_of_device_id
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.state.store import Notification
 from pypxe_homelab.state.views import devices_view, node_view, nodes_view, timeline_view
 
 log = logging.getLogger("pypxe_homelab.web")
 
-DEVICE_ID_PATTERN = r"01-[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{8}"
 WEBHOOK_MAX_BYTES = 64 * 1024
 SSE_MAX_CLIENTS = 32
 SSE_HEARTBEAT_SECONDS = 15.0
@@ -213,7 +212,7 @@ class _Api:
         detail = _webhook_detail(data)
         if detail is None:
             return refuse(400, "expected a JSON object with string fields name and event_type")
-        rt.emit(Event("install.event", client, device_id, mac_of_device_id(device_id), detail))
+        rt.emit(install_event(client, device_id, mac_of_device_id(device_id), detail))
         return web.json_response({"ok": True})
 
     async def callback(self, request: web.Request) -> web.Response:
@@ -226,18 +225,17 @@ class _Api:
             )
             return _problem(404, f"{device_id} is not in the inventory")
         rt.emit(
-            Event(
-                "install.callback",
+            callback_event(
                 _client(request),
                 device_id,
                 mac_of_device_id(device_id),
-                {"method": request.method},
+                CallbackDetail(method=request.method),
             )
         )
         return web.Response(text="ok\n")
 
 
-def _webhook_detail(data: Any) -> dict[str, Any] | None:
+def _webhook_detail(data: Any) -> InstallDetail | None:
     """The fields of a curtin/Subiquity webhook report worth keeping, or None when it is not one."""
     if not isinstance(data, dict):
         return None
@@ -252,4 +250,4 @@ def _webhook_detail(data: Any) -> dict[str, Any] | None:
             detail[key] = float(value)
     if isinstance(data.get("files"), list):
         detail["files"] = [str(f.get("path"))[:200] for f in data["files"][:20] if isinstance(f, dict)]
-    return detail
+    return InstallDetail(**detail)  # type: ignore[typeddict-item]

@@ -16,7 +16,8 @@ import pytest
 
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import Event
-from pypxe_homelab.services.tftp import TftpFile, TftpService, static_file
+from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.services.tftp import TftpFile, TftpService
 from tests.lab.tftpclient import TftpTestClient
 
 GENERATED = b"DEFAULT install\nLABEL install\n  KERNEL http://10.0.0.5:12345/node01/casper/vmlinuz\n"

@@ -29,7 +29,8 @@ GENERATED = "DEFAULT install\nLABEL install\n  KERNEL http://10.231.0.3:12345/no
 # every event appended to a JSON-lines file.
 SERVER = """
 import json, pathlib, signal, sys, threading
-from pypxe_homelab.services.tftp import TftpFile, TftpService, static_file
+from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.services.tftp import TftpFile, TftpService
 
 root, events_path, generated = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 out = open(events_path, "a", buffering=1)

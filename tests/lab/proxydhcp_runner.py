@@ -16,8 +16,10 @@ import json
 import signal
 import sys
 
-from pypxe_homelab.config.model import DEFAULT_LOADERS, Inventory, Node, ServerSettings, normalise_device_id
+from pypxe_homelab.boot.booter import InventoryBooter
+from pypxe_homelab.config.model import DEFAULT_LOADERS, Inventory, Node, ServerSettings
 from pypxe_homelab.events import Event
+from pypxe_homelab.identity import normalise_device_id
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
 
@@ -49,7 +51,7 @@ async def run(args: argparse.Namespace) -> None:
         advertise=ipaddress.IPv4Address(iface.address),
         http_port=args.http_port,
     )
-    service = ProxyDhcpService(lambda: runtime, [iface], runtime.emit)
+    service = ProxyDhcpService(InventoryBooter(lambda: runtime), [iface], runtime.emit)
     await service.start()
     print(json.dumps({"ready": True, "address": iface.address}), flush=True)
     stop = asyncio.Event()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pypxe_homelab.assets.images import add_image
-from pypxe_homelab.boot.autoinstall_boot import installer_boot, node_file
+from pypxe_homelab.boot.autoinstall_boot import check_nodes, installer_urls, node_file
 from pypxe_homelab.boot.kernel_cmdline import (
     cmdline_problems,
     for_grub,
@@ -80,20 +82,17 @@ def test_overlong_cmdline_is_reported():
 def test_node_boot_uses_per_node_urls_and_the_catalogue_iso_name(tmp_path):
     inv = inventory(tmp_path)
     boot = node_installer_boot(inv, inv.nodes[PC24_ID], BASE_URL)
-    assert boot.kernel_url == f"{BASE_URL}/{PC24_ID}/casper/vmlinuz"
-    assert boot.initrd_url == f"{BASE_URL}/{PC24_ID}/casper/initrd"
+    assert boot.kernel == f"{BASE_URL}/{PC24_ID}/casper/vmlinuz"
+    assert boot.initrd == (f"{BASE_URL}/{PC24_ID}/casper/initrd",)
     assert f"url={BASE_URL}/{PC24_ID}/ubuntu-24.04.4-live-server-amd64.iso" in boot.tokens
-    kb = installer_boot(inv.effective(inv.nodes[PC24_ID]), BASE_URL, inv)
-    assert kb.append == for_pxelinux(boot.tokens)
-    assert installer_boot(inv.effective(inv.nodes[PC24_ID]), BASE_URL) == kb
+    assert boot.append == for_pxelinux(list(boot.tokens))
+    assert boot.what == "the ubuntu-24.04 installer"
 
 
 def test_node_http_file_maps_only_the_nodes_image_files(tmp_path):
     inv = inventory(tmp_path)
     httproot = inv.paths.httproot
     iso = build_test_iso(tmp_path / "custom.iso", b"kernel" * 100, b"initrd" * 100)
-    from dataclasses import replace
-
     node = replace(inv.nodes[PC_ID], os="custom")
     inv = replace(inv, nodes={**inv.nodes, PC_ID: node})
     assert node_http_file(inv, httproot, PC_ID, "casper/vmlinuz") is None  # not added yet
@@ -110,17 +109,14 @@ def test_node_http_file_maps_only_the_nodes_image_files(tmp_path):
 
 
 def test_installer_urls_and_check_nodes(tmp_path):
-    from pypxe_homelab.boot.autoinstall_boot import check_nodes, installer_urls
-
     inv = inventory(tmp_path)
     node = inv.effective(inv.nodes[PC_ID])
     seed = f"{BASE_URL}/{PC_ID}/cloud-init/"
-    assert installer_urls(node, BASE_URL, inv) == [
+    assert installer_urls(inv, node, BASE_URL) == [
         f"{BASE_URL}/{PC_ID}/{ISO}",
         seed + "meta-data",
         seed + "user-data",
         seed + "vendor-data",
     ]
-    assert installer_urls(node, BASE_URL) == installer_urls(node, BASE_URL, inv)
     problems = check_nodes(inv)
     assert len(problems) == 3 and all("is not fetched yet" in p for p in problems)

@@ -12,12 +12,13 @@ from pypxe_homelab.config.model import DEFAULT_LOADERS, Defaults, Inventory, Nod
 from pypxe_homelab.protocol import pxe_options as pxe
 from pypxe_homelab.protocol.client_class import classify, pi_guid
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
-from pypxe_homelab.protocol.proxydhcp import ServerView, arch_zero_menu, decide, destination
+from pypxe_homelab.protocol.proxydhcp import ServerView, arch_zero_menu, destination
+from tests.booters import decide
 from tests.lab.pxeclient import build_4011, build_discover
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dhcp" / "captured.json"
 PACKETS = {p["name"]: p for p in json.loads(FIXTURES.read_text())["packets"]}
-SERVER = ServerView(address="10.231.0.3", interface="eth0", http_port=12345)
+SERVER = ServerView(address="10.231.0.3", interface="eth0")
 PI_MAC = "dc:a6:32:01:36:c2"
 
 

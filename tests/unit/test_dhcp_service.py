@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pypxe_homelab.boot.booter import InventoryBooter
 from pypxe_homelab.config.model import Inventory, Node, ServerSettings
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import Event
@@ -32,7 +33,7 @@ def make(inventory: Inventory | None = None) -> tuple[ProxyDhcpService, list[Eve
         advertise=ipaddress.IPv4Address("10.231.0.3"),
         http_port=12345,
     )
-    return ProxyDhcpService(lambda: runtime, [IFACE], events.append), events, runtime
+    return ProxyDhcpService(InventoryBooter(lambda: runtime), [IFACE], events.append), events, runtime
 
 
 def test_offer_event_and_destination() -> None:
@@ -84,7 +85,7 @@ def test_failing_event_sink_does_not_stop_the_reply() -> None:
         raise RuntimeError("sink down")
 
     service, _, runtime = make()
-    service = ProxyDhcpService(lambda: runtime, [IFACE], broken)
+    service = ProxyDhcpService(InventoryBooter(lambda: runtime), [IFACE], broken)
     assert service.handle(PACKETS["edk2_discover"], ("0.0.0.0", 68), IFACE, 67) is not None
 
 
@@ -109,7 +110,9 @@ def test_loopback_round_trip_on_4011_and_garbage_survival() -> None:
         runtime = Runtime(Inventory(), None, events.append, ipaddress.IPv4Address("127.0.0.1"), 12345)  # type: ignore[arg-type]
         lo = InterfaceInfo("lo", "127.0.0.1", "255.0.0.0", 65536)
         port67, port4011 = _free_udp_port(), _free_udp_port()
-        service = ProxyDhcpService(lambda: runtime, [lo], events.append, ports={67: port67, 4011: port4011})
+        service = ProxyDhcpService(
+            InventoryBooter(lambda: runtime), [lo], events.append, ports={67: port67, 4011: port4011}
+        )
         await service.start()
         loop = asyncio.get_running_loop()
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

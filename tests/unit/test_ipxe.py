@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pypxe_homelab.assets import bootloaders
-from pypxe_homelab.boot.ipxe_script import echo_text, render_ipxe_script
+from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.boot.ipxe_script import echo_text, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
 from pypxe_homelab.boot.policy import choose_boot
 from pypxe_homelab.config.model import (
@@ -22,16 +23,16 @@ from pypxe_homelab.config.model import (
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import Event
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
-from pypxe_homelab.protocol.ipxe import is_ipxe_loader, script_url
-from pypxe_homelab.protocol.proxydhcp import MAX_FILE, ServerView, arch_zero_menu, decide
+from pypxe_homelab.protocol.proxydhcp import MAX_FILE, ServerView, arch_zero_menu
 from pypxe_homelab.state.discovery import stage_of
+from tests.booters import decide
 from tests.fixtures.autoinstall.inventories import BASE_URL, PC24_ID
 from tests.fixtures.autoinstall.inventories import inventory as install_inventory
 from tests.lab.pxeclient import describe
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dhcp" / "captured.json"
 PACKETS = {p["name"]: p for p in json.loads(FIXTURES.read_text())["packets"]}
-SERVER = ServerView(address="10.231.0.3", interface="eth0", http_port=12345)
+SERVER = ServerView(address="10.231.0.3", interface="eth0")
 UEFI_ID = "01-52-54-00-a0-00-02"
 BIOS_ID = "01-52-54-00-a0-00-01"
 
@@ -185,8 +186,10 @@ def test_known_node_direct_mode_still_gets_the_script() -> None:
 def test_script_url_fits_the_128_byte_file_field() -> None:
     longest = script_url("255.255.255.255", 65535, "01-ff-ff-ff-ff-ff-ff")
     assert len(longest) <= MAX_FILE == 127
-    server = ServerView(address="255.255.255.255", http_port=65535)
-    d = decide(req("ipxe_efi_discover"), 67, loaders(efi64="snponly.efi"), server)
+    server = ServerView(address="255.255.255.255")
+    inv = loaders(efi64="snponly.efi")
+    inv = dataclasses.replace(inv, server=dataclasses.replace(inv.server, http_port=65535))
+    d = decide(req("ipxe_efi_discover"), 67, inv, server)
     assert d is not None and d.reply is not None
     data = build_reply(d.reply)
     assert data[108 : 108 + 128].rstrip(b"\0") == d.reply.file.encode() and data[108 + len(d.reply.file)] == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pypxe_homelab.events import Event
-from pypxe_homelab.state.discovery import file_stage, is_pi_mac, pi_model_of_uuid, starts_boot
+import pytest
+
+from pypxe_homelab.events import Event, Kind
+from pypxe_homelab.identity import is_pi_mac, pi_model_of_uuid
+from pypxe_homelab.state.discovery import file_stage, starts_boot
 from pypxe_homelab.state.store import StateStore
 
 PC_MAC = "52:54:00:a0:00:01"
@@ -182,8 +185,16 @@ def test_pi_known_only_by_its_serial_path() -> None:
 def test_events_naming_nothing_are_dropped_quietly() -> None:
     store = StateStore(None, use_arp=False)
     store.record(tftp("bootcode.bin", 100.0, ip="10.231.0.63"))
-    store.record(Event("weird", "", "not an id", None, {"x": object()}, 1.0))
+    store.record(Event(Kind.INSTALL_EVENT, "", "not an id", None, {"name": object()}, 1.0))
     assert store.devices() == []
+
+
+def test_event_kinds_and_fields_are_defined_once() -> None:
+    with pytest.raises(ValueError, match="is not a valid Kind"):
+        Event("weird")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fields not defined for this kind: what"):
+        Event(Kind.TFTP_DONE, detail={"path": "x", "what": "cloud-init"})
+    assert Event("tftp.done", detail={"path": "x"}).kind is Kind.TFTP_DONE  # type: ignore[arg-type]
 
 
 def test_pure_helpers() -> None:

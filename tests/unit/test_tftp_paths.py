@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pypxe_homelab.protocol.tftp_paths import (
-    MAX_NAME_LENGTH,
-    DeviceHint,
-    PathRefused,
-    device_hint,
-    loader_config_request,
-    normalise,
-)
+from pypxe_homelab.identity import DeviceHint, device_hint, loader_config_request
+from pypxe_homelab.protocol.tftp_paths import MAX_NAME_LENGTH, PathRefused, normalise
 
 
 @pytest.mark.parametrize(

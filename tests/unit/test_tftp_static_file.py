@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pypxe_homelab.protocol.tftp_paths import PathRefused
-from pypxe_homelab.services.tftp import TftpFile, static_file
+from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.services.tftp import TftpFile
 
 
 @pytest.fixture

@@ -1,0 +1,421 @@
+"""The policy seam: one Booter answers every request a machine makes (DHCP on 67/4011, a TFTP path, an HTTP
+path) with a typed answer, and the services only turn answers into bytes.
+
+``Booter`` is the interface; ``InventoryBooter`` is the implementation backed by config.yaml and the install
+state, and holds every rule of who gets what: the loader per firmware class, unknown machines, install once,
+a node's kernel, installer or local boot, generated loader configs, iPXE scripts and cloud-init. A new boot
+style is one answer variant (if the wire needs a new shape) plus one rule here; see docs/design.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.boot.autoinstall import SEED_FILES
+from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
+from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, render_ipxe_script, script_url
+from pypxe_homelab.boot.loader_config import render_loader_config
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.identity import (
+    config_name_device_id,
+    device_id_of_mac,
+    loader_config_request,
+    mac_of_device_id,
+    split_node_path,
+)
+from pypxe_homelab.protocol.client_class import ClientClass
+from pypxe_homelab.protocol.dhcp_codec import DhcpReply, DhcpRequest
+from pypxe_homelab.protocol.proxydhcp import (
+    BinlOffer,
+    BootFile,
+    DhcpAnswer,
+    DirectOffer,
+    Ignore,
+    Menu,
+    PxeAsk,
+    ServerView,
+    UrlOffer,
+    answer_file,
+    answer_reason,
+    ask_problem,
+    file_field_problem,
+    read_ask,
+    reply_for,
+)
+from pypxe_homelab.rootfiles import static_file
+
+# What a served file is, for the timeline and the install lifecycle.
+KERNEL_NAMES = ("linux", "vmlinuz", "kernel", "bzimage")
+
+
+class NodeStatus(Protocol):
+    """A node's install state as the booter needs it."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def generation(self) -> int: ...
+
+
+class NodeStates(Protocol):
+    """What the booter reads of the state store: install state, and the MAC last seen behind an address."""
+
+    def node_state(self, device_id: str) -> NodeStatus: ...
+
+    def mac_for_ip(self, ip: str) -> str | None: ...
+
+
+class BootEnvironment(Protocol):
+    """What the booter reads at each request: the current inventory, the install state and our URLs."""
+
+    @property
+    def inventory(self) -> Inventory: ...
+
+    @property
+    def store(self) -> NodeStates: ...
+
+    @property
+    def http_port(self) -> int: ...
+
+    def base_url_for(self, client_ip: str | None) -> str: ...
+
+
+# -- answers for TFTP and HTTP --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileAnswer:
+    """A file to send: generated ``data`` or a real file at ``path`` (exactly one), what it is, and for whom."""
+
+    data: bytes | None = None
+    path: Path | None = None
+    what: str = "file"  # loader / config / kernel / initrd / iso / cloud-init / file
+    device_id: str | None = None
+    mac: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.path is None):
+            raise ValueError("FileAnswer needs exactly one of data or path")
+
+
+@dataclass(frozen=True)
+class HttpRefusal:
+    """No file for this HTTP request: the status to answer and why (for the client and the log)."""
+
+    status: int
+    reason: str
+    device_id: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class HttpAsk:
+    """An HTTP GET/HEAD: the path without its leading ``/``, the client address and PXELINUX's BOOTIF cookie."""
+
+    path: str
+    client_ip: str
+    bootif: str | None = None
+
+
+@dataclass(frozen=True)
+class DhcpVerdict:
+    """The policy's answer to one PXE ask, and the device id it took the machine for."""
+
+    answer: DhcpAnswer
+    device_id: str
+    known: bool
+
+
+class Booter(Protocol):
+    """What every service asks; see the module docstring."""
+
+    def vendor_classes(self) -> tuple[str, ...]:
+        """The option-60 prefixes answered (PXEClient, HTTPClient, …)."""
+        ...
+
+    def dhcp(self, ask: PxeAsk, server: ServerView) -> DhcpVerdict: ...
+
+    def tftp(self, path: str, client_ip: str) -> FileAnswer | None:
+        """The file for a normalised TFTP path, or None (not found); PathRefused for a forbidden one."""
+        ...
+
+    def http(self, ask: HttpAsk) -> FileAnswer | HttpRefusal: ...
+
+
+# -- DHCP: mechanism and policy put together -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one PXE request. ``reply`` None means: a PXE client we chose not to answer."""
+
+    ask: PxeAsk
+    verdict: DhcpVerdict
+    reply: DhcpReply | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        """'offer', 'ack' or 'ignored'."""
+        if self.reply is None:
+            return "ignored"
+        return "offer" if self.ask.stage == "discover" else "ack"
+
+    @property
+    def client(self) -> ClientClass:
+        return self.ask.client
+
+    @property
+    def port(self) -> int:
+        return self.ask.port
+
+    @property
+    def mac(self) -> str:
+        return self.ask.mac
+
+    @property
+    def device_id(self) -> str:
+        return self.verdict.device_id
+
+    @property
+    def known(self) -> bool:
+        return self.verdict.known
+
+    @property
+    def answer(self) -> DhcpAnswer:
+        return self.verdict.answer
+
+    @property
+    def boot_file(self) -> str | None:
+        return answer_file(self.verdict.answer)
+
+
+def dhcp_decision(booter: Booter, request: DhcpRequest, port: int, server: ServerView) -> Decision | None:
+    """Read the ask, let ``booter`` answer it, and build the reply: what the DHCP service and ``render`` do.
+
+    None for traffic that is none of our business; an ignoring Decision for a PXE client we stay silent to.
+    """
+    ask = read_ask(request, port, booter.vendor_classes())
+    if ask is None:
+        return None
+    verdict = booter.dhcp(ask, server)
+    if not isinstance(verdict.answer, Ignore) and (problem := ask_problem(ask)) is not None:
+        verdict = replace(verdict, answer=problem)
+    try:
+        reply = reply_for(ask, verdict.answer, server)
+    except ValueError as exc:
+        verdict = replace(verdict, answer=Ignore(str(exc)))
+        reply = None
+    return Decision(ask, verdict, reply, answer_reason(ask, verdict.answer))
+
+
+# -- the inventory-backed policy --------------------------------------------------------------------------------
+
+
+class InventoryBooter:
+    """Every boot rule, read against the current inventory and install state at each request."""
+
+    def __init__(self, environment: Callable[[], BootEnvironment]) -> None:
+        self._env = environment
+
+    # -- DHCP -------------------------------------------------------------------------------------------
+
+    def vendor_classes(self) -> tuple[str, ...]:
+        return self._env().inventory.server.pxe_vendor_classes
+
+    def dhcp(self, ask: PxeAsk, server: ServerView) -> DhcpVerdict:
+        env = self._env()
+        inventory = env.inventory
+        node = next((inventory.nodes[i] for i in ask.device_ids if i in inventory.nodes), None)
+        device_id = node.device_id if node else ask.device_ids[0]
+
+        def verdict(answer: DhcpAnswer) -> DhcpVerdict:
+            return DhcpVerdict(answer, device_id, node is not None)
+
+        if node is None and inventory.server.unknown == "ignore":
+            return verdict(Ignore("unknown device (server.unknown is 'ignore')"))
+        script = self._ipxe_script(ask, inventory, server, env.http_port, device_id)
+        if script is not None:
+            return verdict(script)
+        if ask.stage == "discover":
+            return verdict(self._offer(ask, inventory, node))
+        loader, why = _loader(inventory, ask.firmware)
+        if loader is None:
+            return verdict(Ignore(why if ask.stage == "boot-server" else f"arch {ask.client.arch}: {why}"))
+        return verdict(BootFile(loader))
+
+    def _offer(self, ask: PxeAsk, inventory: Inventory, node: Node | None) -> DhcpAnswer:
+        client = ask.client
+        if client.firmware == "bios":
+            bios_loader, why = _loader(inventory, "bios")
+            if bios_loader is None and not client.pi:
+                return Ignore(why)
+            return Menu(bios_server=bios_loader is not None, boot_file=None if client.pi else bios_loader)
+        loader, why = _loader(inventory, client.firmware)
+        if loader is None:
+            return Ignore(f"arch {client.arch}: {why}")
+        if _uefi_mode(inventory, node) == "direct":
+            return DirectOffer(loader)
+        return BinlOffer(loader)
+
+    @staticmethod
+    def _ipxe_script(
+        ask: PxeAsk, inventory: Inventory, server: ServerView, http_port: int, device_id: str
+    ) -> DhcpAnswer | None:
+        """iPXE asking for a firmware class whose loader is iPXE: its script URL (no chain-load loop)."""
+        client = ask.client
+        firmware = ask.firmware
+        if not client.ipxe or client.pi or firmware is None:
+            return None
+        if not is_ipxe_loader(inventory.server.loaders.get(firmware, "")):
+            return None
+        url = script_url(server.address, http_port, device_id)
+        if file_field_problem(url):
+            return Ignore(f"iPXE script URL {url} is longer than 127 bytes")
+        return UrlOffer(url) if ask.stage == "discover" else BootFile(url)
+
+    # -- TFTP -------------------------------------------------------------------------------------------
+
+    def tftp(self, path: str, client_ip: str) -> FileAnswer | None:
+        env = self._env()
+        request = loader_config_request(path)
+        if request is not None:
+            tree, name = request
+            serve, device_id = _config_device_id(name, client_ip, env.store)
+            if not serve:
+                return None
+            state = env.store.node_state(device_id).state if device_id else None
+            choice = boot_choice(env.inventory, device_id, state)
+            text = render_loader_config(
+                choice,
+                tree=tree,
+                base_url=env.base_url_for(client_ip),
+                inventory=env.inventory,
+                config_name=name,
+                client_ip=client_ip,
+            )
+            return FileAnswer(data=text.encode(), what="config", device_id=device_id)
+        found = static_file(env.inventory.paths.tftproot, path)
+        return FileAnswer(path=found, what=file_kind(path, "loader")) if found is not None else None
+
+    # -- HTTP -------------------------------------------------------------------------------------------
+
+    def http(self, ask: HttpAsk) -> FileAnswer | HttpRefusal:
+        env = self._env()
+        inventory = env.inventory
+        scoped = split_node_path(ask.path)
+        if scoped is not None:
+            device_id, rest = scoped
+            mac = mac_of_device_id(device_id)
+            node = inventory.node(device_id)
+            if rest.startswith("cloud-init/") and rest.removeprefix("cloud-init/") in SEED_FILES:
+                if node is None:
+                    return HttpRefusal(404, f"{device_id} is not in the inventory", device_id, mac)
+                generation = env.store.node_state(device_id).generation
+                body = cloud_init_file(
+                    inventory,
+                    node,
+                    rest.removeprefix("cloud-init/"),
+                    env.base_url_for(ask.client_ip),
+                    generation,
+                )
+                return FileAnswer(data=body.encode(), what="cloud-init", device_id=device_id, mac=mac)
+            if rest == SCRIPT_NAME:
+                state = env.store.node_state(device_id).state
+                choice = boot_choice(inventory, device_id, state)
+                body = render_ipxe_script(
+                    choice,
+                    base_url=env.base_url_for(ask.client_ip),
+                    inventory=inventory,
+                    client_ip=ask.client_ip,
+                )
+                return FileAnswer(data=body.encode(), what="config", device_id=device_id, mac=mac)
+            if node is not None and (found := node_file(inventory, device_id, rest)) is not None:
+                return FileAnswer(path=found, what=file_kind(rest), device_id=device_id, mac=mac)
+        registered = scoped if scoped is not None and inventory.node(scoped[0]) is not None else None
+        requester, requester_mac = self._requester(ask, registered, env.store)
+        try:
+            found = static_file(inventory.paths.httproot, ask.path)
+        except ValueError:  # PathRefused: an unsafe name is simply not there
+            found = None
+        if found is None:
+            return HttpRefusal(404, f"not found: /{ask.path}", requester, requester_mac)
+        return FileAnswer(path=found, what=file_kind(ask.path), device_id=requester, mac=requester_mac)
+
+    @staticmethod
+    def _requester(
+        ask: HttpAsk, scoped: tuple[str, str] | None, store: NodeStates
+    ) -> tuple[str | None, str | None]:
+        """Device id and MAC of the requester: from the URL of a registered node, PXELINUX's BOOTIF cookie,
+        or its IP."""
+        if scoped is not None:
+            return scoped[0], mac_of_device_id(scoped[0])
+        bootif = config_name_device_id(ask.bootif or "")
+        if bootif:
+            return bootif, mac_of_device_id(bootif)
+        mac = store.mac_for_ip(ask.client_ip) if ask.client_ip else None
+        return (device_id_of_mac(mac), mac) if mac else (None, None)
+
+
+def file_kind(path: str, default: str = "file") -> str:
+    """What a served path fetches, for the timeline: iso, initrd, kernel, or ``default``."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.endswith(".iso"):
+        return "iso"
+    if "initrd" in name or "initramfs" in name or name.endswith((".cpio", ".cpio.gz")):
+        return "initrd"
+    if name in KERNEL_NAMES or name.startswith(("vmlinuz", "linux")):
+        return "kernel"
+    return default
+
+
+def _loader(inventory: Inventory, firmware: str | None) -> tuple[str | None, str]:
+    """The boot file for a firmware class, or None and why not."""
+    if firmware is None:
+        return None, "client architecture is not served"
+    loader = inventory.server.loaders.get(firmware, "")
+    if not loader:
+        return None, f"no boot loader configured for {firmware}"
+    if problem := file_field_problem(loader):
+        return None, f"boot loader name for {firmware}: {problem}"
+    return loader, ""
+
+
+def _uefi_mode(inventory: Inventory, node: Node | None) -> str:
+    if node is not None:
+        return inventory.effective(node).uefi_mode or inventory.server.uefi_mode
+    return inventory.defaults.uefi_mode or inventory.server.uefi_mode
+
+
+def _config_device_id(name: str, client_ip: str, store: NodeStates) -> tuple[bool, str | None]:
+    """(serve it?, device id) for ``pxelinux.cfg/<name>``.
+
+    ``01-<mac>`` is always answered, so PXELINUX never needs its later candidates; UUID and hex-IP names
+    get "not found" (PXELINUX moves on to ``01-<mac>``); ``default`` is answered for the machine its IP
+    maps to, for loaders that skip the MAC name.
+    """
+    stated = config_name_device_id(name)
+    if stated:
+        return True, stated
+    if name.lower() == "default":
+        mac = store.mac_for_ip(client_ip)
+        return True, device_id_of_mac(mac) if mac else None
+    return False, None
+
+
+@dataclass
+class StaticEnvironment:
+    """A BootEnvironment over a fixed inventory and state (for ``render``, ``validate`` and tests)."""
+
+    inventory: Inventory
+    store: NodeStates
+    base_url: str
+    http_port: int
+
+    def base_url_for(self, client_ip: str | None) -> str:
+        return self.base_url
