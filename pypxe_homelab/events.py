@@ -185,10 +185,6 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-def discard(event: Event) -> None:
-    """An EventSink that drops everything (for one-shot commands)."""
-
-
 # -- constructors: one per family, checked by mypy against the family's fields ---------------------------
 
 

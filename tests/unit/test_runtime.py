@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 
 from pypxe_homelab.config.model import Inventory, ServerSettings
-from pypxe_homelab.events import discard
 from pypxe_homelab.runtime import Runtime
 
 LANS = (ipaddress.IPv4Interface("192.168.1.2/24"), ipaddress.IPv4Interface("10.20.0.2/16"))
@@ -14,7 +13,7 @@ LANS = (ipaddress.IPv4Interface("192.168.1.2/24"), ipaddress.IPv4Interface("10.2
 def _runtime(address: str | None = None) -> Runtime:
     settings = ServerSettings(address=ipaddress.IPv4Address(address) if address else None)
     advertise = settings.address or LANS[0].ip
-    return Runtime(Inventory(server=settings), None, discard, advertise, 12345, LANS)  # type: ignore[arg-type]
+    return Runtime(Inventory(server=settings), None, lambda event: None, advertise, 12345, LANS)  # type: ignore[arg-type]
 
 
 def test_each_lan_gets_the_address_of_its_own_interface() -> None:
