@@ -1,12 +1,15 @@
 """Events off the reply path: services hand events to ``Recorder.emit``, which only queues them; one background
 thread records them in the state store in batches and then tells the listeners (log line, metrics).
 
-A slow or failing store therefore never delays a DHCP offer or a TFTP block. When the queue is full (the store
-has fallen far behind), events are dropped and counted, and the drop is logged once a minute.
+A slow or failing store therefore never delays a DHCP offer or a TFTP block. The thread wakes at most every
+``BATCH_WAIT`` seconds and records what has gathered in one transaction, so a burst of requests costs one
+wake-up, not one per event. When the queue is full (the store has fallen far behind), events are dropped and
+counted, and the drop is logged once a minute.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -21,6 +24,7 @@ log = logging.getLogger("pypxe_homelab.state")
 
 MAX_QUEUED = 100_000
 MAX_BATCH = 512
+BATCH_WAIT = 0.005  # seconds the thread lets events gather after the first one of a batch
 _DROP_LOG_SECONDS = 60.0
 
 Listener = Callable[[Event, float], None]  # the recorded event (device id filled in) and seconds it took
@@ -40,30 +44,29 @@ class Recorder:
     ) -> None:
         self._store = store
         self._listeners = listeners
-        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize)
+        self._maxsize = maxsize
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._emitted = itertools.count(1)  # next() is atomic: emit may be called from any thread
+        self._last_emitted = 0
+        self._done = 0  # events taken off the queue and handled (recorded or failed); written by the thread
+        self._progress = threading.Condition()
         self.dropped = 0
         self._drop_logged = 0.0
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` for recording; never blocks."""
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+        if self._queue.qsize() >= self._maxsize:
             self.dropped += 1
             now = time.monotonic()
             if now - self._drop_logged >= _DROP_LOG_SECONDS:
                 self._drop_logged = now
                 log.warning(
-                    "state: the recorder is %d events behind; %d dropped so far", MAX_QUEUED, self.dropped
+                    "state: the recorder is %d events behind; %d dropped so far", self._maxsize, self.dropped
                 )
+            return
+        self._last_emitted = next(self._emitted)
+        self._queue.put(event)
 
     def start(self) -> None:
         if self._thread is None:
@@ -81,13 +84,14 @@ class Recorder:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far is recorded; False when ``timeout`` ran out first."""
+        target = self._last_emitted
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending:
+        with self._progress:
+            while self._done < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(left)
+                self._progress.wait(left)
         return True
 
     def _run(self) -> None:
@@ -95,20 +99,25 @@ class Recorder:
             first = self._queue.get()
             if first is None:
                 return
+            if self._queue.qsize() < MAX_BATCH:
+                time.sleep(BATCH_WAIT)
             batch = [first]
+            stop = False
             while len(batch) < MAX_BATCH:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._queue.put(None)  # stop after this batch
+                    stop = True
                     break
                 batch.append(more)
             self._record(batch)
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+            with self._progress:
+                self._done += len(batch)
+                self._progress.notify_all()
+            if stop:
+                return
 
     def _record(self, batch: list[Event]) -> None:
         started = time.perf_counter()
