@@ -194,6 +194,10 @@ class Decision:
     def boot_file(self) -> str | None:
         return answer_file(self.verdict.answer)
 
+    def silenced(self, reason: str) -> Decision:
+        """This decision, but staying silent for ``reason``."""
+        return replace(self, verdict=replace(self.verdict, answer=Ignore(reason)), reply=None, reason=reason)
+
 
 def dhcp_decision(booter: Booter, request: DhcpRequest, port: int, server: ServerView) -> Decision | None:
     """Read the ask, let ``booter`` answer it, and build the reply: what the DHCP service and ``render`` do.

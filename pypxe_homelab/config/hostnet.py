@@ -27,8 +27,8 @@ _SIOCGIFMTU = 0x8921
 DEFAULT_MTU = 1500
 
 
-def _default_routes(route_file: Path) -> list[tuple[int, str, ipaddress.IPv4Address]]:
-    """(metric, interface, gateway) of every usable IPv4 default route, best first."""
+def _routes(route_file: Path) -> list[tuple[ipaddress.IPv4Network, int, str, ipaddress.IPv4Address]]:
+    """(destination, metric, interface, gateway) of every usable IPv4 route in the kernel's table."""
     try:
         lines = route_file.read_text().splitlines()
     except OSError:
@@ -47,13 +47,31 @@ def _default_routes(route_file: Path) -> list[tuple[int, str, ipaddress.IPv4Addr
             fields[7],
         )
         try:
-            if int(dest, 16) or int(mask, 16) or not int(flags, 16) & _RTF_UP:
+            if not int(flags, 16) & _RTF_UP:
                 continue
+            network = ipaddress.IPv4Network(
+                (ipaddress.IPv4Address(struct.pack("<I", int(dest, 16))), bin(int(mask, 16)).count("1"))
+            )
             gw = ipaddress.IPv4Address(struct.pack("<I", int(gateway, 16)))
-            routes.append((int(metric), iface, gw))
+            routes.append((network, int(metric), iface, gw))
         except ValueError:
             continue
-    return sorted(routes, key=lambda r: r[0])
+    return routes
+
+
+def _default_routes(route_file: Path) -> list[tuple[int, str, ipaddress.IPv4Address]]:
+    """(metric, interface, gateway) of every usable IPv4 default route, best first."""
+    found = [(metric, iface, gw) for net, metric, iface, gw in _routes(route_file) if net.prefixlen == 0]
+    return sorted(found, key=lambda r: r[0])
+
+
+def route_interface(address: ipaddress.IPv4Address, route_file: Path = PROC_ROUTE) -> str | None:
+    """The interface the kernel sends to ``address`` through (longest prefix, then lowest metric), or None."""
+    best: tuple[int, int, str] | None = None
+    for net, metric, iface, _gw in _routes(route_file):
+        if address in net and (best is None or (-net.prefixlen, metric) < (best[0], best[1])):
+            best = (-net.prefixlen, metric, iface)
+    return best[2] if best else None
 
 
 def default_route_interface(route_file: Path = PROC_ROUTE) -> str | None:

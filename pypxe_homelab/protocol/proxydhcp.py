@@ -7,6 +7,7 @@ the ``DhcpReply`` the codec encodes. Pure functions, no sockets, no logging, no 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -252,6 +253,32 @@ def arch_zero_menu(server: str, bios: bool = True) -> bytes:
 def direct_boot_options() -> bytes:
     """Option 43 for UEFI 'direct' mode: take the file in this offer, no menu or discovery."""
     return pxe.encode([pxe.discovery_control(pxe.USE_BOOT_FILE), pxe.menu_prompt(*PROMPT)])
+
+
+def relay_problem(giaddr: str, interface: ipaddress.IPv4Interface) -> str | None:
+    """Why a relayed request (giaddr set) must not be answered on ``interface``, or None when it may.
+
+    A relay agent's address is a unicast host address: never loopback, multicast, broadcast (global or the
+    interface's subnet), unspecified or reserved, and never our own address (each would make us a reflector).
+    Whether the kernel routes to it through the receiving interface is the service's check.
+    """
+    try:
+        address = ipaddress.IPv4Address(giaddr)
+    except ValueError:
+        return f"relay address {giaddr!r} is not an IPv4 address"
+    if address.is_loopback:
+        return f"relay address {address} is a loopback address"
+    if address == interface.ip:
+        return f"relay address {address} is our own address"
+    if (
+        address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or address == ipaddress.IPv4Address("255.255.255.255")
+        or (interface.network.prefixlen < 31 and address == interface.network.broadcast_address)
+    ):
+        return f"relay address {address} is not a unicast host address"
+    return None
 
 
 def destination(request: DhcpRequest, port: int, src_ip: str, src_port: int) -> tuple[str, int]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import ipaddress
 import logging
 import socket
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import DhcpDetail, Event, EventSink, Kind, dhcp_event
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
-from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, ServerView, destination
+from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, ServerView, destination, relay_problem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class InterfaceInfo:
     address: str
     netmask: str = "255.255.255.0"
     mtu: int = 1500
+
+    @property
+    def network(self) -> ipaddress.IPv4Interface:
+        """The interface's address with its prefix."""
+        return ipaddress.IPv4Interface(f"{self.address}/{self.netmask}")
 
     @classmethod
     def of(cls, name: str) -> InterfaceInfo:
@@ -194,6 +200,15 @@ class ProxyDhcpService:
         decision = dhcp_decision(self._booter, request, port, server)
         if decision is None:
             return None, None
+        if decision.reply is not None and request.giaddr != "0.0.0.0":
+            problem = relay_problem(request.giaddr, iface.network)
+            if (
+                problem is None
+                and hostnet.route_interface(ipaddress.IPv4Address(request.giaddr)) != iface.name
+            ):
+                problem = f"relay address {request.giaddr} is not reached through {iface.name}"
+            if problem is not None:
+                decision = decision.silenced(problem)
         out = None
         if decision.reply is not None:
             out = (build_reply(decision.reply), destination(request, port, src[0], src[1]))

@@ -128,3 +128,47 @@ def test_unknown_ignored_and_direct_mode(test_lan) -> None:
         ("dhcp.offer", known),
         ("dhcp.ignored", "01-52-54-00-99-99-99"),
     ]
+
+
+RELAY = """
+import socket, sys
+from tests.lab.pxeclient import build_discover
+server, giaddr, xid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+packet = bytearray(build_discover("edk2", "52:54:00:77:00:01", xid))
+packet[3] = 1  # hops
+packet[24:28] = socket.inet_aton(giaddr)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.bind(("0.0.0.0", 67))  # a relay agent hears the server's answers on 67
+    sock.settimeout(1.5)
+    sock.sendto(bytes(packet), (server, 67))
+    try:
+        data, addr = sock.recvfrom(2048)
+    except socket.timeout:
+        print("none")
+    else:
+        print(addr[0], data[4:8].hex(), socket.inet_ntoa(data[24:28]))
+"""
+
+
+def test_relayed_requests_are_answered_only_to_a_routable_relay(test_lan) -> None:
+    lan = test_lan(["server", "client"])
+    server, relay = lan.ip("server"), lan.ip("client")
+    proxy = start_proxy(lan)
+    try:
+
+        def send(giaddr: str, xid: int) -> str:
+            res = lan.run("client", [sys.executable, "-c", RELAY, server, giaddr, str(xid)], cwd=REPO)
+            assert res.returncode == 0, res.stderr
+            return res.stdout.strip()
+
+        assert send(relay, 0x11) == f"{server} 00000011 {relay}"  # a relay on the LAN gets the offer
+        assert send("127.0.0.1", 0x12) == "none"  # never reflected to loopback
+        assert send(server, 0x13) == "none"  # nor to ourselves
+        assert send("198.51.100.7", 0x14) == "none"  # nor where no route of the interface leads
+    finally:
+        events = stop_proxy(proxy)
+    reasons = {e["detail"]["xid"]: e["detail"]["reason"] for e in events}
+    assert events[0]["kind"] == "dhcp.offer" and reasons[0x11].startswith("UEFI binl")
+    assert "loopback" in reasons[0x12] and "our own address" in reasons[0x13]
+    assert "not reached through eth0" in reasons[0x14]
+    assert [e["kind"] for e in events[1:]] == ["dhcp.ignored"] * 3

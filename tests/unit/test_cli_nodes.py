@@ -98,6 +98,7 @@ def test_add_without_defaults_writes_host_facts(tmp_path: Path) -> None:
     ("args", "expected"),
     [
         (["zz:zz", "--node-address", "192.168.1.59/24"], "'zz:zz' is not a device id"),
+        (["01-52-54-00-12-34", "--node-address", "192.168.1.59/24"], "it is missing a byte"),
         (
             [DEV, "--node-address", "192.168.1.300/24"],
             "--node-address: '192.168.1.300/24' is not an IPv4 address with prefix; write it like",

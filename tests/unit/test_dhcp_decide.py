@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pypxe_homelab.config.model import DEFAULT_LOADERS, Defaults, Inventory, Nod
 from pypxe_homelab.protocol import pxe_options as pxe
 from pypxe_homelab.protocol.client_class import classify, pi_guid
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
-from pypxe_homelab.protocol.proxydhcp import ServerView, arch_zero_menu, destination
+from pypxe_homelab.protocol.proxydhcp import ServerView, arch_zero_menu, destination, relay_problem
 from tests.booters import decide
 from tests.lab.pxeclient import build_4011, build_discover
 
@@ -379,3 +380,21 @@ def test_relayed_reply_keeps_giaddr() -> None:
     d = decide(_with(req("edk2_discover"), giaddr="10.9.0.1"), 67, INV, SERVER)
     assert d is not None and d.reply is not None and d.reply.giaddr == "10.9.0.1"
     assert build_reply(d.reply)[24:28] == bytes([10, 9, 0, 1])
+
+
+@pytest.mark.parametrize(
+    "giaddr,problem",
+    [
+        ("10.231.0.77", None),
+        ("10.9.0.1", None),
+        ("127.0.0.1", "loopback"),
+        ("10.231.0.3", "our own address"),
+        ("255.255.255.255", "not a unicast"),
+        ("10.231.0.255", "not a unicast"),
+        ("224.0.0.1", "not a unicast"),
+        ("240.0.0.1", "not a unicast"),
+    ],
+)
+def test_relay_address_checks(giaddr: str, problem: str | None) -> None:
+    found = relay_problem(giaddr, ipaddress.IPv4Interface("10.231.0.3/24"))
+    assert (found is None) if problem is None else (found is not None and problem in found)
