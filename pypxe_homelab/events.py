@@ -32,6 +32,8 @@ class Kind(str, enum.Enum):
     CLOUDINIT_FETCH = "cloudinit.fetch"
     INSTALL_EVENT = "install.event"
     INSTALL_CALLBACK = "install.callback"
+    ISCSI_LOGIN = "iscsi.login"
+    ISCSI_LOGOUT = "iscsi.logout"
     NODE_REINSTALL = "node.reinstall"
 
     def __str__(self) -> str:
@@ -135,6 +137,14 @@ class CallbackDetail(TypedDict, total=False):
     method: str
 
 
+class IscsiDetail(TypedDict, total=False):
+    """A diskless node's initiator logged in to (or out of) its iSCSI target."""
+
+    target: str
+    initiator: str
+    address: str
+
+
 class ReinstallDetail(TypedDict, total=False):
     """A node re-armed for install."""
 
@@ -152,6 +162,8 @@ DETAIL_FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.CLOUDINIT_FETCH: _names(CloudInitDetail),
     Kind.INSTALL_EVENT: _names(InstallDetail),
     Kind.INSTALL_CALLBACK: _names(CallbackDetail),
+    Kind.ISCSI_LOGIN: _names(IscsiDetail),
+    Kind.ISCSI_LOGOUT: _names(IscsiDetail),
     Kind.NODE_REINSTALL: _names(ReinstallDetail),
 }
 # Added when an event is read back from the store: how often a folded retry happened.
@@ -210,6 +222,10 @@ def install_event(client: str, device_id: str, mac: str | None, detail: InstallD
 
 def callback_event(client: str, device_id: str, mac: str | None, detail: CallbackDetail) -> Event:
     return Event(Kind.INSTALL_CALLBACK, client, device_id, mac, detail)
+
+
+def iscsi_event(kind: Kind, client: str, device_id: str, detail: IscsiDetail) -> Event:
+    return Event(kind, client, device_id, None, detail)
 
 
 def reinstall_event(device_id: str, mac: str | None, generation: int, at: float) -> Event:

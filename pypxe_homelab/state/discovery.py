@@ -102,7 +102,7 @@ def stage_of(event: Event) -> str | None:
         if what == "iso":
             return "userspace"
         return file_stage(event_path(event))
-    if kind in (Kind.CLOUDINIT_FETCH, Kind.INSTALL_EVENT, Kind.INSTALL_CALLBACK):
+    if kind in (Kind.CLOUDINIT_FETCH, Kind.INSTALL_EVENT, Kind.INSTALL_CALLBACK, Kind.ISCSI_LOGIN):
         return "userspace"
     return None
 

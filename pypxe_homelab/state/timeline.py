@@ -111,6 +111,10 @@ def describe(event: Event) -> str:
         return text
     if k is Kind.INSTALL_CALLBACK:
         return "install finished (callback)"
+    if k is Kind.ISCSI_LOGIN:
+        return f"iSCSI login to {d.get('target', '?')} as {d.get('initiator', '?')}"
+    if k is Kind.ISCSI_LOGOUT:
+        return f"iSCSI logout from {d.get('target', '?')}"
     if k is Kind.NODE_REINSTALL:
         return f"re-armed for install, generation {d.get('generation')}"
     return k.value
