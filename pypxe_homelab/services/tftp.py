@@ -62,6 +62,12 @@ RESEND_TRIES = 5
 MAX_TRANSFERS = 256  # running transfers in all
 MAX_PER_CLIENT = 8  # running transfers per client IP address
 LOG_INTERVAL = 10.0  # seconds between two summary lines about resends or refusals
+# While transfers run, wait up to this long for the next packet without sleeping (poll with no timeout),
+# as long as such waits keep succeeding: waking a sleeping thread costs more than a fast client's round trip.
+SPIN_SECONDS = 60e-6
+_SPIN_CREDIT_MAX = 16  # a hit earns 1 credit (up to this), a miss costs _SPIN_MISS_COST;
+_SPIN_MISS_COST = 4  # with no credit left the loop sleeps, and tries spinning again
+_SPIN_RETRY_AFTER = 64  # after this many sleeps
 # The local address a request was sent to (so replies leave from it); Python 3.11 lacks the Linux constant.
 _IP_PKTINFO: int | None = getattr(socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None)
 _MAX_DATAGRAM = 65536
@@ -183,6 +189,7 @@ class TftpService:
         max_windowsize: int = DEFAULT_MAX_WINDOWSIZE,
         resend_timeout: float = RESEND_TIMEOUT,
         resend_tries: int = RESEND_TRIES,
+        spin_seconds: float = SPIN_SECONDS,
     ) -> None:
         self.binds: tuple[str, ...] = (bind,) if isinstance(bind, str) else tuple(bind)
         if not self.binds:
@@ -197,6 +204,7 @@ class TftpService:
         self.max_windowsize = max_windowsize
         self.resend_timeout = resend_timeout
         self.resend_tries = resend_tries
+        self.spin_seconds = spin_seconds
         self._listeners: dict[int, tuple[socket.socket, str, bool]] = {}  # fd -> (socket, bind, pktinfo)
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -302,12 +310,32 @@ class TftpService:
         by_fd = self._by_fd
         listeners = self._listeners
         stopping = self._stopping.is_set
+        perf_counter = time.perf_counter
+        spin = self.spin_seconds
+        credit = 1 if spin > 0 else -(1 << 62)
+        sleeps = 0
         next_sweep = 0.0
         while not stopping():
             sweep_every = min(0.1, self.resend_timeout / 4)
             wait = max(0.0, next_sweep - time.monotonic()) if by_fd else LOG_INTERVAL
             try:
-                ready = poll(wait)
+                ready = None
+                if by_fd and credit > 0:  # a client answered quickly lately: wait for it without sleeping
+                    limit = perf_counter() + spin
+                    while True:
+                        ready = poll(0)
+                        if ready:
+                            credit = min(credit + 1, _SPIN_CREDIT_MAX)
+                            break
+                        if perf_counter() > limit:
+                            credit -= _SPIN_MISS_COST
+                            break
+                if not ready:
+                    if credit <= 0 and by_fd:
+                        sleeps += 1
+                        if sleeps >= _SPIN_RETRY_AFTER:
+                            credit, sleeps = 1, 0
+                    ready = poll(wait)
             except InterruptedError:
                 continue
             except OSError:
