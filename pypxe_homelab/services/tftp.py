@@ -114,7 +114,7 @@ class _Running:
 
 
 class _Tally:
-    """Counts of one kind of trouble, written as one log line at most every ``interval`` seconds."""
+    """One kind of trouble as one log line: the first at once, then a sum at most every ``interval`` seconds."""
 
     def __init__(self, text: str, interval: float = LOG_INTERVAL) -> None:
         self.text = text
@@ -126,21 +126,24 @@ class _Tally:
         self._last_line = float("-inf")
 
     def note(self, client: str, example: str) -> None:
+        now = time.monotonic()
         if not self.count:
-            self._since = time.monotonic()
+            self._since = now
         self.count += 1
         self.clients.add(client)
         self.example = example
+        self.flush(now)
 
-    def flush(self, now: float, *, force: bool = False) -> None:
-        if not self.count or (not force and now - self._last_line < self.interval):
+    def flush(self, now: float) -> None:
+        if not self.count or now - self._last_line < self.interval:
             return
         log.warning(
-            self.text + " (%d from %d client%s in %.0f s; last: %s)",
+            "%s (%d from %d client%s in %.0f s; last: %s)",
+            self.text,
             self.count,
             len(self.clients),
             "" if len(self.clients) == 1 else "s",
-            max(1.0, now - self._since),
+            now - self._since,
             self.example,
         )
         self.count = 0

@@ -18,6 +18,7 @@ Window rules (RFC 7440; a window of 1 is RFC 1350 lock-step):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -147,10 +148,8 @@ class Transfer:
         assert self.oack is not None
         self.sent = max(self.sent, 0)
         self.deadline = time.monotonic() + self.timeout
-        try:
+        with contextlib.suppress(OSError):  # if it fails, the retransmission timer sends it again
             self.sock.sendto(self.oack, self.client)
-        except OSError:
-            pass  # the retransmission timer sends it again
 
     def send_window(self, start: int) -> None:
         """Send blocks ``start`` … ``start + windowsize - 1`` (never past the final block)."""
