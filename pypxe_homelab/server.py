@@ -12,14 +12,22 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
+from pypxe_homelab.boot.autoinstall_boot import check_nodes
+from pypxe_homelab.boot.booter import InventoryBooter
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.loader import load_inventory, load_or_default
-from pypxe_homelab.config.model import Inventory
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import ConfigError, UserError
 from pypxe_homelab.events import Event
 from pypxe_homelab.logging_setup import log_event
 from pypxe_homelab.runtime import Runtime
-from pypxe_homelab.services.dhcp import InterfaceInfo
+from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
+from pypxe_homelab.services.http import HttpService
+from pypxe_homelab.services.tftp import TftpService
+from pypxe_homelab.state.recorder import Recorder
+from pypxe_homelab.state.store import StateStore
+from pypxe_homelab.web.api import add_routes as add_api_routes
 
 log = logging.getLogger("pypxe_homelab.server")
 
@@ -73,9 +81,7 @@ def describe_changes(old: Inventory, new: Inventory) -> list[str]:
     return lines
 
 
-def _without_line(node):  # the source line moves when other nodes are edited; it is not a change
-    from dataclasses import replace
-
+def _without_line(node: Node) -> Node:  # the source line moves when other nodes are edited; not a change
     return replace(node, line=None)
 
 
@@ -145,57 +151,44 @@ class Server:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.runtime: Runtime | None = None
-        self._services: list = []
+        self._services: list[ProxyDhcpService | TftpService | HttpService] = []
         self._stopping = asyncio.Event()
 
-    def _emit(self, event: Event) -> None:
-        runtime = self.runtime
-        if runtime is None:
-            return
-        try:
-            device_id = runtime.store.record(event)
-        except Exception:
-            log.exception("could not record %s", event.kind)
-            device_id = None
-        if device_id and event.device_id is None:  # e.g. a hex-IP or UUID config name, told by the store
-            event = replace(event, device_id=device_id)
-        log_event(event)
-
     async def run(self) -> None:
-        from pypxe_homelab.services.dhcp import ProxyDhcpService
-        from pypxe_homelab.services.http import HttpService
-        from pypxe_homelab.services.tftp import TftpService
-        from pypxe_homelab.state.store import StateStore
-
         inventory, embedded = load_or_default(self.config_path)
         interfaces = served_interfaces(inventory)
         self._prepare_root(inventory)
         store = StateStore(inventory.paths.state_db)
+        recorder = Recorder(store, listeners=(_log_recorded,))
         advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
         served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
-        runtime = Runtime(inventory, store, self._emit, advertise, inventory.server.http_port, served)
+        runtime = Runtime(inventory, store, recorder.emit, advertise, inventory.server.http_port, served)
         self.runtime = runtime
         _bind_inventory_view(runtime)
 
         def get_runtime() -> Runtime:
             return runtime
 
-        from pypxe_homelab.boot.tftp_files import TftpResolver
-
-        resolver = TftpResolver(get_runtime)
+        booter = InventoryBooter(get_runtime)
         mtu = min(i.mtu for i in interfaces)
-        http = HttpService(get_runtime, inventory.server.http_port)
+        http = HttpService(
+            booter,
+            recorder.emit,
+            inventory.server.http_port,
+            routes=[lambda app: add_api_routes(app, get_runtime)],
+        )
         tftp = TftpService(
             "0.0.0.0",
             inventory.server.tftp_port,
-            resolver,
-            self._emit,
+            lambda path, client: booter.tftp(path, client[0]),
+            recorder.emit,
             mtu=mtu,
             max_transfers=inventory.server.tftp_max_transfers,
             max_per_client=inventory.server.tftp_max_per_client,
             max_windowsize=inventory.server.tftp_windowsize,
         )
-        dhcp = ProxyDhcpService(get_runtime, interfaces, self._emit) if inventory.server.proxy_dhcp else None
+        dhcp = ProxyDhcpService(booter, interfaces, recorder.emit) if inventory.server.proxy_dhcp else None
+        recorder.start()
         try:
             # DHCP first: another DHCP server on this host is the likeliest conflict, and says so
             if dhcp is not None:
@@ -233,6 +226,7 @@ class Server:
                         await result
                 except Exception:
                     log.exception("error while stopping %s", type(service).__name__)
+            recorder.stop()
             store.close()
             log.info("stopped")
 
@@ -249,8 +243,6 @@ class Server:
                 raise UserError(
                     f"cannot create {folder}: permission denied; run with sudo or set paths.root"
                 ) from exc
-        from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
-
         missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
         if missing:
             command = f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
@@ -287,8 +279,6 @@ class Server:
 def report_node_problems(inventory: Inventory) -> list[str]:
     """Log what would stop a node from installing (no SSH key, image not fetched, schema errors): the
     server keeps serving the others, and the node is never sent a broken installer."""
-    from pypxe_homelab.boot.autoinstall_boot import check_nodes
-
     try:
         problems = check_nodes(inventory)
     except Exception:
@@ -299,9 +289,12 @@ def report_node_problems(inventory: Inventory) -> list[str]:
     return problems
 
 
-def _config_flag(path: Path) -> str:
-    from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH
+def _log_recorded(event: Event, seconds: float) -> None:
+    """Recorder listener: one log line per recorded event."""
+    log_event(event)
 
+
+def _config_flag(path: Path) -> str:
     return "" if path == DEFAULT_CONFIG_PATH else f" --config {path}"
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from pypxe_homelab.events import Event
-from pypxe_homelab.services.tftp import TftpFile, TftpService, static_file
+from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.services.tftp import TftpFile, TftpService
 from tests.lab.tftpclient import TftpTestClient
 
 STORM = 1100  # more never-ACKing clients than select() could ever watch

@@ -163,7 +163,7 @@ def test_lost_block_in_a_window_is_sent_again(lab: Lab, window: int, drop: set[i
     assert r.sha256 == sha(lab.files[name])
     lab.wait_for(lambda: "tftp.done" in lab.kinds())
     done = next(e for e in lab.events if e.kind == "tftp.done")
-    assert done.detail["bytes"] == len(lab.files[name])
+    assert done.detail["bytes"] == len(lab.files[name]) and done.detail["windowsize"] == window
 
 
 def test_windowed_block_number_rollover(lab: Lab) -> None:
