@@ -118,7 +118,7 @@ def machine_info() -> dict[str, str]:
             break
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     versions = {}
-    for name in ("scapy", "tftpy", "aiohttp"):
+    for name in ("scapy", "aiohttp"):
         try:
             from importlib.metadata import version
 

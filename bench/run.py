@@ -62,6 +62,11 @@ def main() -> None:
         "--only", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS)
     )
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.md")
+    parser.add_argument(
+        "--splice",
+        action="store_true",
+        help="replace only the sections this run measured in --output (each gets its own run line); keep the rest",
+    )
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
     unknown = set(only) - set(SECTIONS)
@@ -101,6 +106,14 @@ def main() -> None:
         f"{load.busy_pct:.0f} % of all CPUs busy, {load.steal_pct:.0f} % steal, "
         f"load average {load.loadavg_start} → {load.loadavg_end}"
     )
+    if args.splice and args.output.exists():
+        run_line = (
+            f"This section: {info['run']}; host load {info['host load during the run']}; {info['host']}."
+        )
+        report = splice(args.output.read_text(), [f"{part}\n\n{run_line}" for part in parts])
+        print(report)
+        args.output.write_text(report)
+        return
     report = "\n\n".join(
         [
             "# Benchmark results",
@@ -112,6 +125,20 @@ def main() -> None:
     )
     print(report)
     args.output.write_text(report + "\n")
+
+
+def splice(old: str, parts: list[str]) -> str:
+    """``old`` with each of its ``## `` sections replaced by the part of the same heading (new ones appended)."""
+    chunks = old.split("\n## ")
+    sections = [chunks[0], *("## " + chunk for chunk in chunks[1:])]
+    for part in parts:
+        heading = part.splitlines()[0]
+        at = next((i for i, sec in enumerate(sections) if sec.splitlines()[0] == heading), None)
+        if at is None:
+            sections.append(part)
+        else:
+            sections[at] = part
+    return "\n\n".join(sec.strip("\n") for sec in sections) + "\n"
 
 
 if __name__ == "__main__":

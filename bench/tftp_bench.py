@@ -1,4 +1,9 @@
-"""TFTP: one file downloaded by atftp from our TftpService, tftpd-hpa and dnsmasq, on loopback."""
+"""TFTP: one file downloaded by atftp from our TftpService, tftpd-hpa and dnsmasq, on loopback.
+
+The windowsize rows ask for RFC 7440 windows (atftp ``--option "windowsize N"``); tftpd-hpa and dnsmasq
+do not implement the option and answer lock-step, so the ratio that matters there is ours windowed / ours
+lock-step, paired per round.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from harness import (
 
 FILE = "f16m"
 CASES = [(1468, 1), (512, 1), (1468, 8), (512, 8)]  # (blksize, parallel clients)
+WINDOWS = [4, 16]  # windowsize asked for at blksize 1468, 1 client (EDK2 asks for 4)
 
 
 @dataclass
@@ -66,21 +72,22 @@ def servers(root: Path, work: Path) -> list[TftpServer]:
     ]
 
 
-def _atftp(ns: str, port: int, blksize: int, out: str) -> list[str]:
+def _atftp(ns: str, port: int, blksize: int, out: str, windowsize: int | None = None) -> list[str]:
+    window = ["--option", f"windowsize {windowsize}"] if windowsize else []
     return [
         "ip", "netns", "exec", ns, "taskset", "-c", CLIENT_CPU, "atftp",
-        "--option", f"blksize {blksize}", "--option", "tsize 0",
+        "--option", f"blksize {blksize}", "--option", "tsize 0", *window,
         "-g", "-r", FILE, "-l", out, "127.0.0.1", str(port),
     ]  # fmt: skip
 
 
-def download(ns: str, port: int, blksize: int, clients: int, out: str = "/dev/null") -> float:
+def download(
+    ns: str, port: int, blksize: int, clients: int, out: str = "/dev/null", windowsize: int | None = None
+) -> float:
     """Seconds until ``clients`` parallel downloads of FILE all finished; RuntimeError if one failed."""
+    argv = _atftp(ns, port, blksize, out, windowsize)
     t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(_atftp(ns, port, blksize, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(clients)
-    ]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(clients)]
     outputs = [(p.wait(timeout=300), p.stdout.read().decode(errors="replace")) for p in procs]
     elapsed = time.perf_counter() - t0
     for p in procs:
@@ -112,12 +119,12 @@ def _measure(
 ) -> list[str]:
     checks = []
     for s in contenders:
-        out = work / f"check-{s.name}"
-        download(ns, s.port, 1468, 1, str(out))
-        checks.append(
-            f"{s.name}: {'identical' if out.read_bytes() == (root / FILE).read_bytes() else 'DIFFERENT'}"
-        )
-        out.unlink()
+        for window in (None, WINDOWS[-1]):
+            out = work / f"check-{s.name}"
+            download(ns, s.port, 1468, 1, str(out), window)
+            same = "identical" if out.read_bytes() == (root / FILE).read_bytes() else "DIFFERENT"
+            checks.append(f"{s.name}{f' (windowsize {window})' if window else ''}: {same}")
+            out.unlink()
     rounds = 1 if quick else 3
     for r in range(rounds):
         for blksize, clients in CASES:
@@ -126,6 +133,10 @@ def _measure(
             for s in rotate(contenders, r):
                 seconds = download(ns, s.port, blksize, clients)
                 s.results.setdefault(f"{blksize}/{clients}", []).append(clients * size / seconds / 1e6)
+        for window in WINDOWS:
+            for s in rotate(contenders, r):
+                seconds = download(ns, s.port, 1468, 1, windowsize=window)
+                s.results.setdefault(f"w{window}", []).append(size / seconds / 1e6)
     return checks
 
 
@@ -154,11 +165,41 @@ def _report(size: int, contenders: list[TftpServer], checks: list[str]) -> str:
         "ratio ours/peer",
         "rounds",
     ]
+    lock_step = ours.results["1468/1"]
+    window_rows = []
+    for window in WINDOWS:
+        windowed = ours.results[f"w{window}"]
+        peers = " / ".join(
+            f"{p.name} {median(p.results[f'w{window}']):.1f} ({paired_ratio(windowed, p.results[f'w{window}'])})"
+            for p in contenders[1:]
+        )
+        window_rows.append(
+            [
+                f"{size >> 20} MiB @ blksize 1468, windowsize {window}, 1 client",
+                f"{median(windowed):.1f}",
+                f"{median(lock_step):.1f}",
+                paired_ratio(windowed, lock_step) or "n/a",
+                peers,
+                len(windowed),
+            ]
+        )
+    window_header = [
+        "case (MB/s)",
+        "ours windowed",
+        "ours lock-step",
+        "ratio windowed/lock-step",
+        "peer asked the same (lock-step: no windowsize support), ratio ours/peer",
+        "rounds",
+    ]
     return "\n".join(
         [
             "## TFTP (loopback, atftp client for every server)",
             "",
             table(header, rows),
+            "",
+            'RFC 7440 windowsize, asked for by atftp (`--option "windowsize N"`):',
+            "",
+            table(window_header, window_rows),
             "",
             "Content check (one download at blksize 1468 compared byte for byte): " + "; ".join(checks) + ".",
         ]

@@ -62,7 +62,16 @@ def describe_changes(old: Inventory, new: Inventory) -> list[str]:
     if old.defaults != new.defaults:
         lines.append("defaults changed")
     restart = []
-    for key in ("interfaces", "address", "http_port", "tftp_port", "proxy_dhcp"):
+    for key in (
+        "interfaces",
+        "address",
+        "http_port",
+        "tftp_port",
+        "tftp_max_transfers",
+        "tftp_max_per_client",
+        "tftp_windowsize",
+        "proxy_dhcp",
+    ):
         if getattr(old.server, key) != getattr(new.server, key):
             restart.append(f"server.{key}")
     if old.paths != new.paths:
@@ -174,6 +183,9 @@ class Server:
             lambda path, client: booter.tftp(path, client[0]),
             recorder.emit,
             mtu=mtu,
+            max_transfers=inventory.server.tftp_max_transfers,
+            max_per_client=inventory.server.tftp_max_per_client,
+            max_windowsize=inventory.server.tftp_windowsize,
         )
         dhcp = ProxyDhcpService(booter, interfaces, recorder.emit) if inventory.server.proxy_dhcp else None
         recorder.start()

@@ -123,6 +123,16 @@ def _menu_timeout(at: _At) -> int:
     )
 
 
+def _whole(low: int, high: int, what: str) -> Parser:
+    def parse(at: _At) -> int:
+        value = at.value
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return int(value)
+        raise V.Invalid(f"{V.shown(value)} is not {what}", f"use a whole number from {low} to {high}")
+
+    return parse
+
+
 def _choice(choices: tuple[str, ...]) -> Parser:
     return lambda at: V.choice(at.value, choices)
 
@@ -258,6 +268,9 @@ SERVER_FIELDS: dict[str, Parser] = {
     "address": lambda at: V.ipv4(at.value, "192.168.1.2"),
     "http_port": lambda at: V.port(at.value),
     "tftp_port": lambda at: V.port(at.value),
+    "tftp_max_transfers": _whole(1, 65536, "a number of transfers"),
+    "tftp_max_per_client": _whole(1, 1024, "a number of transfers"),
+    "tftp_windowsize": _whole(1, 256, "a window size in blocks"),
     "proxy_dhcp": _bool,
     "unknown": _choice(UNKNOWN_POLICIES),
     "uefi_mode": _choice(UEFI_MODES),

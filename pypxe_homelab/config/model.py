@@ -45,6 +45,9 @@ class ServerSettings:
     address: ipaddress.IPv4Address | None = None  # advertised address; default: the interface's own
     http_port: int = DEFAULT_HTTP_PORT
     tftp_port: int = 69
+    tftp_max_transfers: int = 256  # TFTP downloads running at once, in all ...
+    tftp_max_per_client: int = 8  # ... and per client address; more get a TFTP error
+    tftp_windowsize: int = 64  # largest RFC 7440 window granted to a client that asks; 1: lock-step only
     proxy_dhcp: bool = True
     unknown: UnknownPolicy = "menu"
     uefi_mode: UefiMode = "binl"

@@ -1,7 +1,8 @@
-"""TFTP requests and option negotiation (RFC 1350, 2347, 2348, 2349): bytes in, decisions out.
+"""TFTP on the wire (RFC 1350, 2347, 2348, 2349, 7440): bytes in, decisions out.
 
-The transfer itself (DATA/ACK lock-step, retransmission, block-number rollover) is tftpy's; this module decides
-what a request asks for and what the server answers in its OACK.
+What a request asks for, what the server answers in its OACK, which block an ACK acknowledges across the
+16-bit block-number rollover, and the fixed packets. The transfer engine (``services.tftp_transfer``) sends and
+receives; it takes every decision about bytes from here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ ERR_OPTIONS = 8
 DEFAULT_BLKSIZE = 512
 MIN_BLKSIZE = 8
 MAX_BLKSIZE = 65464  # RFC 2348
+MAX_WINDOWSIZE = 65535  # RFC 7440
+DEFAULT_MAX_WINDOWSIZE = 64  # the server's cap unless configured otherwise
 IP_UDP_TFTP_OVERHEAD = 32  # 20 (IPv4) + 8 (UDP) + 4 (TFTP DATA header)
 
 
@@ -76,24 +79,65 @@ def max_blksize_for_mtu(mtu: int) -> int:
     return max(MIN_BLKSIZE, min(MAX_BLKSIZE, mtu - IP_UDP_TFTP_OVERHEAD))
 
 
-def negotiate(requested: dict[str, str], *, size: int | None, max_blksize: int) -> dict[str, str]:
+def negotiate(
+    requested: dict[str, str], *, size: int | None, max_blksize: int, max_windowsize: int = 1
+) -> dict[str, str]:
     """The OACK options answering ``requested`` (empty dict: send no OACK, start with DATA 1).
 
     blksize is clamped to ``max_blksize`` (an invalid or too-small value is ignored); tsize is answered with
-    ``size`` when known. Everything else (timeout, windowsize, …) is left out, so the transfer is lock-step.
+    ``size`` when known; windowsize (RFC 7440) is clamped to ``max_windowsize`` and left out when that is 1
+    (lock-step) or the value is invalid. Everything else (timeout, …) is left out: the server keeps its own
+    retransmission timer.
     """
     answer: dict[str, str] = {}
     for name, value in requested.items():
         if name == "blksize":
-            try:
-                wanted = int(value)
-            except ValueError:
-                continue
-            if wanted >= MIN_BLKSIZE:
+            wanted = _int_option(value)
+            if wanted is not None and wanted >= MIN_BLKSIZE:
                 answer[name] = str(min(wanted, max_blksize))
         elif name == "tsize" and size is not None:
             answer[name] = str(size)
+        elif name == "windowsize" and max_windowsize > 1:
+            wanted = _int_option(value)
+            if wanted is not None and 1 <= wanted <= MAX_WINDOWSIZE:
+                answer[name] = str(min(wanted, max_windowsize))
     return answer
+
+
+def _int_option(value: str) -> int | None:
+    """A decimal option value, or None if it is not one."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+
+def oack_packet(options: dict[str, str]) -> bytes:
+    """An OACK datagram carrying ``options`` in the given order."""
+    body = b"".join(k.encode("ascii") + b"\x00" + v.encode("ascii") + b"\x00" for k, v in options.items())
+    return struct.pack("!H", OP_OACK) + body
+
+
+def block_count(size: int, blksize: int) -> int:
+    """How many DATA blocks carry ``size`` bytes: the last one is always shorter than ``blksize`` (maybe empty)."""
+    return size // blksize + 1
+
+
+def acknowledged(wire_block: int, acked: int, sent: int) -> int | None:
+    """The absolute block an ACK of 16-bit ``wire_block`` acknowledges, or None if it acknowledges nothing new.
+
+    ``acked`` is the highest block already acknowledged (0 is the OACK, -1 before it), ``sent`` the highest
+    block sent. Block numbers roll over from 65535 to 0, so the ACK is read relative to ``acked``: an ACK
+    of ``acked`` itself (a duplicate) or of an older block is not new; neither is one beyond ``sent``.
+    """
+    step = (wire_block - acked) & 0xFFFF
+    if step == 0 or step > sent - acked:
+        return None
+    return acked + step
+
+
+def ack_block(datagram: bytes) -> int | None:
+    """The block number of an ACK datagram, or None if it is not a well-formed ACK."""
+    if len(datagram) < 4 or datagram[0] != 0 or datagram[1] != OP_ACK:
+        return None
+    return (datagram[2] << 8) | datagram[3]
 
 
 def error_packet(code: int, message: str) -> bytes:

@@ -457,8 +457,8 @@ def test_a_config_reload_does_not_break_a_transfer_in_flight(lab: Lab) -> None:
         import json, sys, time
         sys.path.insert(0, {str(REPO)!r})
         from tests.lab.tftpclient import TftpTestClient
-        with TftpTestClient({lab.server_ip!r}) as c:
-            r = c.get("big.bin", blksize=512)
+        with TftpTestClient({lab.server_ip!r}) as c:  # each dropped block waits out a 2 s resend
+            r = c.get("big.bin", blksize=512, drop={{1000, 4000, 8000, 12000}})
         print(json.dumps(r.as_json()))
     """
     config = lab.server.config

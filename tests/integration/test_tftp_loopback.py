@@ -123,12 +123,58 @@ def test_no_options_means_no_oack_and_512_blocks(lab: Lab) -> None:
     assert r.sha256 == sha(lab.files["lpxelinux.0"])
 
 
-def test_windowsize_alone_is_ignored_lock_step(lab: Lab) -> None:
+def test_windowsize_is_negotiated_and_capped(lab: Lab) -> None:
     with lab.client() as c:
         r = c.get("lpxelinux.0", windowsize=4)
-        r2 = c.get("lpxelinux.0", blksize=1468, windowsize=4)
-    assert r.ok and r.oack is None and r.max_block == 512
-    assert r2.ok and r2.oack == {"blksize": "1468"}
+        r2 = c.get("ldlinux.c32", blksize=1468, windowsize=1000)
+    assert r.ok and r.oack == {"windowsize": "4"} and r.max_block == 512
+    assert r.sha256 == sha(lab.files["lpxelinux.0"])
+    assert r.duplicates == 0 and r.acks == -(-r.blocks // 4)  # one ACK per window of 4
+    assert r2.ok and r2.oack == {"blksize": "1468", "windowsize": "64"}
+    assert r2.sha256 == sha(lab.files["ldlinux.c32"])
+
+
+def test_windowsize_off_means_lock_step(lab: Lab) -> None:
+    lab.service.max_windowsize = 1
+    with lab.client() as c:
+        r = c.get("lpxelinux.0", blksize=1468, windowsize=8)
+    assert r.ok and r.oack == {"blksize": "1468"} and r.windowsize == 1
+    assert r.acks == r.blocks
+
+
+@pytest.mark.parametrize(
+    ("window", "drop", "duplicates"),
+    [
+        (8, {5}, 0),  # inside a window: the client acknowledges block 4, the server restarts at 5
+        (8, {9}, 0),  # first block of a window: a duplicate ACK of 8 restarts the window at 9
+        (8, {16}, 7),  # last block of a window: no ACK comes; on the timeout 9-16 again (9-15 twice)
+        (4, {3, 4, 7, 30}, 4),
+        (1, {2, 10}, 0),  # lock-step: only the timeout recovers
+    ],
+)
+def test_lost_block_in_a_window_is_sent_again(lab: Lab, window: int, drop: set[int], duplicates: int) -> None:
+    lab.service.resend_timeout = 0.2
+    name = "ldlinux.c32"  # 82 blocks of 1468
+    with lab.client(timeout=1.0) as c:
+        r = c.get(name, blksize=1468, windowsize=window, drop=drop)
+    assert r.ok, r
+    assert r.windowsize == window and sorted(r.dropped) == sorted(drop)
+    assert r.duplicates == duplicates  # each restart begins at the first block the client lacks
+    assert r.sha256 == sha(lab.files[name])
+    lab.wait_for(lambda: "tftp.done" in lab.kinds())
+    done = next(e for e in lab.events if e.kind == "tftp.done")
+    assert done.detail["bytes"] == len(lab.files[name]) and done.detail["windowsize"] == window
+
+
+def test_windowed_block_number_rollover(lab: Lab) -> None:
+    data = os.urandom(16 * 65536 + 100)
+    (lab.root / "big.bin").write_bytes(data)
+    lab.service.resend_timeout = 0.2
+    with lab.client(timeout=2) as c:
+        r = c.get("big.bin", blksize=16, windowsize=16, drop={65535, 65536, 65537})
+    assert r.ok and r.blocks == 65536 + 7 and r.windowsize == 16
+    assert r.dropped == [65535, 65536, 65537]
+    assert r.sha256 == sha(data)
 
 
 @pytest.mark.parametrize("name", ["empty.bin", "exact.bin"])
@@ -209,8 +255,8 @@ def test_edk2_size_probe_then_full_fetch(lab: Lab) -> None:
         p = probe.get(name, tsize=True, blksize=1468, windowsize=4, abort_after_oack=True)
     with lab.client() as fetch:
         r = fetch.get(name, blksize=1468, windowsize=4)
-    assert p.aborted and p.oack == {"tsize": str(len(lab.files[name])), "blksize": "1468"}
-    assert r.ok and r.sha256 == sha(lab.files[name]) and r.oack == {"blksize": "1468"}
+    assert p.aborted and p.oack == {"tsize": str(len(lab.files[name])), "blksize": "1468", "windowsize": "4"}
+    assert r.ok and r.sha256 == sha(lab.files[name]) and r.oack == {"blksize": "1468", "windowsize": "4"}
     lab.wait_for(lambda: "tftp.done" in lab.kinds())
     abort = next(e for e in lab.events if e.kind == "tftp.abort")
     assert abort.detail["probe"] is True and abort.detail["code"] == 8 and abort.detail["bytes"] == 0

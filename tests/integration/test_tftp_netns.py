@@ -180,8 +180,9 @@ def test_edk2_probe_abort_then_full_fetch(net: NetLab) -> None:
     name = "efi64/syslinux.efi"
     (probe,) = net.fetch("--tsize", "--blksize", "1468", "--windowsize", "4", "--abort-after-oack", name)
     (full,) = net.fetch("--blksize", "1468", "--windowsize", "4", name)
-    assert probe["aborted"] and probe["oack"] == {"tsize": str(len(net.files[name])), "blksize": "1468"}
-    assert full["ok"] and full["oack"] == {"blksize": "1468"}
+    assert probe["aborted"]
+    assert probe["oack"] == {"tsize": str(len(net.files[name])), "blksize": "1468", "windowsize": "4"}
+    assert full["ok"] and full["oack"] == {"blksize": "1468", "windowsize": "4"}
     assert full["sha256"] == sha(net.files[name])
     events = net.wait_events(lambda ev: any(e["kind"] == "tftp.done" for e in ev))
     kinds = [e["kind"] for e in events]
@@ -266,3 +267,14 @@ def test_privileged_port_without_capability_says_so(test_lan) -> None:
     assert res.stdout.strip() == (
         "TFTP: binding UDP 0.0.0.0:69 needs root (or CAP_NET_BIND_SERVICE); run as root or use a port above 1023"
     ), res.stderr
+
+
+@pytest.mark.parametrize(("window", "drop"), [(4, ["3", "9"]), (16, ["16", "17", "200"])])
+def test_windowed_fetch_with_lost_blocks_over_the_lan(net: NetLab, window: int, drop: list[str]) -> None:
+    name = "efi64/syslinux.efi"
+    drops = [arg for block in drop for arg in ("--drop", block)]
+    (r,) = net.fetch("--blksize", "1468", "--windowsize", str(window), *drops, name)
+    assert r["ok"] and r["windowsize"] == window and sorted(r["dropped"]) == sorted(int(b) for b in drop)
+    assert r["sha256"] == sha(net.files[name])
+    events = net.wait_events(lambda ev: any(e["kind"] == "tftp.done" for e in ev))
+    assert [e["kind"] for e in events] == ["tftp.rrq", "tftp.done"]

@@ -2,7 +2,9 @@
 
 It behaves like the firmware the server meets: RRQ with blksize/tsize/windowsize, an EDK2-style size probe
 (abort with ERROR 8 after the OACK), lpxelinux-style consecutive requests from one local port, and WRQ
-attempts. Usable as a module or as a script inside a network namespace::
+attempts. With a negotiated windowsize it acknowledges once per window and, on a gap, the last block it got
+in order (RFC 7440); ``drop`` names blocks (counted from 1 across rollover) whose first copy it discards, as
+if the network had lost them. Usable as a module or as a script inside a network namespace::
 
     python3 tests/lab/tftpclient.py 10.231.5.3 --blksize 1408 --tsize lpxelinux.0 ldlinux.c32
     python3 tests/lab/tftpclient.py 10.231.5.3 --abort-after-oack --tsize efi64/syslinux.efi
@@ -40,6 +42,9 @@ class TftpResult:
     blocks: int = 0
     max_block: int = 0  # largest DATA payload received
     duplicates: int = 0  # DATA blocks received twice
+    windowsize: int = 1
+    acks: int = 0  # ACKs of DATA sent
+    dropped: list[int] = field(default_factory=list)  # blocks whose first copy was discarded on purpose
     server_port: int | None = None
     local_port: int = 0
     duration: float = 0.0
@@ -116,8 +121,12 @@ class TftpTestClient:
         windowsize: int | None = None,
         options: dict[str, str] | None = None,
         abort_after_oack: bool = False,
+        drop: set[int] | None = None,
     ) -> TftpResult:
-        """Download ``path``; with ``abort_after_oack`` stop after the OACK as EDK2's size probe does."""
+        """Download ``path``; with ``abort_after_oack`` stop after the OACK as EDK2's size probe does.
+
+        ``drop``: absolute block numbers (1, 2, … across rollover) whose first arrival is discarded.
+        """
         opts: dict[str, str] = {}
         if tsize:
             opts["tsize"] = "0"
@@ -126,7 +135,7 @@ class TftpTestClient:
         if windowsize is not None:
             opts["windowsize"] = str(windowsize)
         opts.update(options or {})
-        return self._transfer(RRQ, path, opts, abort_after_oack=abort_after_oack)
+        return self._transfer(RRQ, path, opts, abort_after_oack=abort_after_oack, drop=drop or set())
 
     def put(self, path: str, data: bytes = b"upload attempt\n") -> TftpResult:
         """Try to upload; a read-only server answers ERROR (2 or 4)."""
@@ -141,6 +150,7 @@ class TftpTestClient:
         *,
         abort_after_oack: bool = False,
         upload: bytes = b"",
+        drop: set[int] | None = None,
     ) -> TftpResult:
         result = TftpResult(path=path, local_port=self.local_port)
         self._drain()
@@ -149,7 +159,11 @@ class TftpTestClient:
         last_dest = (self.server, self.port)
         self.sock.sendto(last, last_dest)
         blksize = 512
-        expected = 1
+        window = 1
+        in_window = 0  # blocks received in order since the last ACK
+        gap_acked = False  # the gap of this window was already reported
+        to_drop = set(drop or ())
+        expected = 1  # absolute number of the next block
         received = bytearray()
         tid: int | None = None
         tries = 0
@@ -189,6 +203,7 @@ class TftpTestClient:
                     result.aborted = True
                     break
                 blksize = int(result.oack.get("blksize", 512))
+                window = result.windowsize = int(result.oack.get("windowsize", 1))
                 if opcode == WRQ:
                     last = self._send_data(upload, 1, blksize, tid)
                     last_dest = (host, tid)
@@ -202,20 +217,42 @@ class TftpTestClient:
                 break
             if op == DATA and opcode == RRQ:
                 payload = datagram[4:]
-                if number == expected:
+                if number == expected & 0xFFFF:
+                    if expected in to_drop:
+                        to_drop.discard(expected)
+                        result.dropped.append(expected)
+                        continue
                     received += payload
                     result.blocks += 1
                     result.max_block = max(result.max_block, len(payload))
-                    last = struct.pack("!HH", ACK, number)
-                    last_dest = (host, tid)
-                    self.sock.sendto(last, last_dest)
-                    expected = (expected + 1) & 0xFFFF
-                    if len(payload) < blksize:
+                    expected += 1
+                    in_window += 1
+                    last_block = len(payload) < blksize
+                    if last_block or in_window >= window:
+                        last = struct.pack("!HH", ACK, number)
+                        last_dest = (host, tid)
+                        self.sock.sendto(last, last_dest)
+                        result.acks += 1
+                        in_window = 0
+                        gap_acked = False
+                    if last_block:
                         result.ok = True
                         break
-                elif number == (expected - 1) & 0xFFFF:
+                elif window == 1 and number == (expected - 1) & 0xFFFF:
                     result.duplicates += 1
                     self.sock.sendto(struct.pack("!HH", ACK, number), (host, tid))
+                elif window > 1:
+                    ahead = (number - expected) & 0xFFFF
+                    if ahead < 0x8000:  # a gap: report the last block we have, once per window
+                        if not gap_acked:
+                            last = struct.pack("!HH", ACK, (expected - 1) & 0xFFFF)
+                            last_dest = (host, tid)
+                            self.sock.sendto(last, last_dest)
+                            result.acks += 1
+                            gap_acked = True
+                            in_window = 0
+                    else:
+                        result.duplicates += 1
         result.duration = round(time.monotonic() - started, 6)
         result.data = bytes(received)
         result.bytes = len(received)
@@ -238,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tsize", action="store_true")
     parser.add_argument("--windowsize", type=int)
     parser.add_argument("--abort-after-oack", action="store_true", help="EDK2-style size probe")
+    parser.add_argument("--drop", type=int, action="append", default=[], help="discard this block once")
     parser.add_argument("--put", action="store_true", help="send WRQ instead of RRQ")
     parser.add_argument("--garbage", help="hex bytes sent to the server port before the requests")
     parser.add_argument("--timeout", type=float, default=3.0)
@@ -257,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                     tsize=args.tsize,
                     windowsize=args.windowsize,
                     abort_after_oack=args.abort_after_oack,
+                    drop=set(args.drop),
                 )
             results.append(result.as_json())
     json.dump(results, sys.stdout, indent=1)

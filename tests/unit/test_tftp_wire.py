@@ -10,9 +10,13 @@ from pypxe_homelab.protocol.tftp_wire import (
     OP_RRQ,
     OP_WRQ,
     MalformedPacket,
+    ack_block,
+    acknowledged,
+    block_count,
     error_packet,
     max_blksize_for_mtu,
     negotiate,
+    oack_packet,
     opcode_of,
     parse_error,
     parse_request,
@@ -137,3 +141,76 @@ def test_parse_error_edk2_abort_and_bare_four_bytes() -> None:
     assert parse_error(b"\x00\x05\x00\x08") == (8, "")
     with pytest.raises(MalformedPacket):
         parse_error(b"\x00\x04\x00\x00")
+
+
+# ---- RFC 7440 windowsize, ACK arithmetic across rollover, packets ------------------------------------
+
+
+def test_windowsize_is_granted_up_to_the_cap() -> None:
+    asked = {"blksize": "1468", "windowsize": "16"}
+    assert negotiate(asked, size=10, max_blksize=1468, max_windowsize=64) == {
+        "blksize": "1468",
+        "windowsize": "16",
+    }
+    assert negotiate({"windowsize": "1000"}, size=10, max_blksize=1468, max_windowsize=64) == {
+        "windowsize": "64"
+    }
+    assert negotiate({"windowsize": "1"}, size=10, max_blksize=1468, max_windowsize=64) == {"windowsize": "1"}
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "abc", "", "65536", "١٢", "4 "])
+def test_invalid_windowsize_is_left_out(value: str) -> None:
+    assert negotiate({"windowsize": value}, size=10, max_blksize=1468, max_windowsize=64) == {}
+
+
+def test_windowsize_off_answers_lock_step() -> None:
+    assert negotiate({"windowsize": "8", "tsize": "0"}, size=7, max_blksize=1468, max_windowsize=1) == {
+        "tsize": "7"
+    }
+    assert negotiate({"windowsize": "8"}, size=7, max_blksize=1468) == {}  # the default cap is lock-step
+
+
+def test_timeout_option_is_not_answered() -> None:
+    """The server keeps its own resend timer (never under 2 s), whatever the client asks."""
+    assert negotiate({"timeout": "1"}, size=7, max_blksize=1468, max_windowsize=64) == {}
+
+
+def test_oack_packet_keeps_the_order() -> None:
+    assert oack_packet({"blksize": "1468", "tsize": "42", "windowsize": "4"}) == (
+        b"\x00\x06blksize\x001468\x00tsize\x0042\x00windowsize\x004\x00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "blksize", "blocks"), [(0, 512, 1), (511, 512, 1), (512, 512, 2), (1469, 1468, 2)]
+)
+def test_block_count_always_ends_with_a_short_block(size: int, blksize: int, blocks: int) -> None:
+    assert block_count(size, blksize) == blocks
+
+
+@pytest.mark.parametrize(
+    ("wire", "acked", "sent", "expected"),
+    [
+        (0, -1, 0, 0),  # the ACK of the OACK
+        (1, 0, 1, 1),  # lock-step
+        (4, 0, 8, 4),  # from inside a window: the client saw a gap after 4
+        (8, 0, 8, 8),
+        (9, 0, 8, None),  # beyond what was sent
+        (0, 0, 8, None),  # a duplicate
+        (65535, 65530, 65540, 65535),
+        (0, 65530, 65540, 65536),  # the block number rolled over to 0
+        (4, 65535, 65540, 65540),
+        (65534, 65536, 65540, None),  # an old ACK from before the rollover
+        (2, 131070, 131075, 131074),  # the second rollover
+    ],
+)
+def test_acknowledged_reads_acks_across_rollover(
+    wire: int, acked: int, sent: int, expected: int | None
+) -> None:
+    assert acknowledged(wire, acked, sent) == expected
+
+
+def test_ack_block() -> None:
+    assert ack_block(b"\x00\x04\x01\x02") == 258
+    assert ack_block(b"\x00\x04\x01") is None
+    assert ack_block(b"\x00\x05\x00\x01") is None
