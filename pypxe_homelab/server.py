@@ -19,14 +19,16 @@ from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import ConfigError, UserError
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import Event, Kind
+from pypxe_homelab.identity import is_pi_serial
 from pypxe_homelab.logging_setup import log_event
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
 from pypxe_homelab.services.http import HttpService
+from pypxe_homelab.services.iscsi import IscsiService
 from pypxe_homelab.services.tftp import TftpService
 from pypxe_homelab.state.recorder import Recorder
-from pypxe_homelab.state.store import StateStore
+from pypxe_homelab.state.store import Notification, StateStore
 from pypxe_homelab.web.api import add_routes as add_api_routes
 
 log = logging.getLogger("pypxe_homelab.server")
@@ -189,11 +191,19 @@ class Server:
             self._summary(inventory, embedded, interfaces)
             loop = asyncio.get_running_loop()
             checks: set[asyncio.Future] = set()
+            # iSCSI last: its problems are reported, never fatal; the PCs keep booting
+            iscsi = IscsiService(inventory.paths, [i.ip for i in served])
+            self._services.append(iscsi)
+            unsubscribe = store.subscribe(_on_reinstall(loop, runtime, iscsi, checks))
+            await iscsi.apply(inventory)
 
             def check_later(inventory: Inventory) -> None:
                 future = loop.run_in_executor(None, report_node_problems, inventory)
                 checks.add(future)
                 future.add_done_callback(checks.discard)
+                task = asyncio.ensure_future(iscsi.apply(inventory))
+                checks.add(task)
+                task.add_done_callback(checks.discard)
 
             check_later(inventory)
             watcher = ConfigWatcher(self.config_path, runtime, check_later)
@@ -206,6 +216,7 @@ class Server:
             watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch_task
+            unsubscribe()
         finally:
             for service in reversed(self._services):
                 try:
@@ -280,6 +291,25 @@ def report_node_problems(inventory: Inventory) -> list[str]:
 def _log_recorded(event: Event, seconds: float) -> None:
     """Recorder listener: one log line per recorded event."""
     log_event(event)
+
+
+def _on_reinstall(
+    loop: asyncio.AbstractEventLoop, runtime: Runtime, iscsi: IscsiService, tasks: set[asyncio.Future]
+) -> Callable[[Notification], None]:
+    """A store subscriber: after ``reinstall`` of a Pi (whose disk the CLI has just recreated), re-open
+    its target so tgtd serves the new disk file."""
+
+    def schedule(serial: str) -> None:
+        task = asyncio.ensure_future(iscsi.apply(runtime.inventory, refresh=[serial]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def notified(note: Notification) -> None:
+        event = note.entry.event
+        if event.kind == Kind.NODE_REINSTALL and event.device_id and is_pi_serial(event.device_id):
+            loop.call_soon_threadsafe(schedule, event.device_id)
+
+    return notified
 
 
 def _config_flag(path: Path) -> str:
