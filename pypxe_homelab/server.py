@@ -144,7 +144,7 @@ class Server:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.runtime: Runtime | None = None
-        self._services: list[ProxyDhcpService | TftpService | HttpService] = []
+        self._services: list[ProxyDhcpService | TftpService | HttpService | IscsiService] = []
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
