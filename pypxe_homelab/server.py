@@ -192,7 +192,7 @@ class Server:
             loop = asyncio.get_running_loop()
             checks: set[asyncio.Future] = set()
             # iSCSI last: its problems are reported, never fatal; the PCs keep booting
-            iscsi = IscsiService(inventory.paths, [i.ip for i in served])
+            iscsi = IscsiService(inventory.paths, [i.ip for i in served], recorder.emit)
             self._services.append(iscsi)
             unsubscribe = store.subscribe(_on_reinstall(loop, runtime, iscsi, checks))
             await iscsi.apply(inventory)
@@ -211,11 +211,13 @@ class Server:
                 loop.add_signal_handler(sig, self._stopping.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
             watch_task = asyncio.create_task(watcher.run())
+            sessions_task = asyncio.create_task(iscsi.watch(_current_inventory(runtime)))
             await self._stopping.wait()
             log.info("stopping")
-            watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch_task
+            for task in (watch_task, sessions_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             unsubscribe()
         finally:
             for service in reversed(self._services):
@@ -291,6 +293,11 @@ def report_node_problems(inventory: Inventory) -> list[str]:
 def _log_recorded(event: Event, seconds: float) -> None:
     """Recorder listener: one log line per recorded event."""
     log_event(event)
+
+
+def _current_inventory(runtime: Runtime) -> Callable[[], Inventory]:
+    """A getter of the inventory in force (it is swapped whole on reload)."""
+    return lambda: runtime.inventory
 
 
 def _on_reinstall(

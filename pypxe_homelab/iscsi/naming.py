@@ -23,6 +23,13 @@ def target_iqn(serial: str) -> str:
     return f"{IQN_BASE}:{serial}"
 
 
+def serial_of_target(iqn: str) -> str | None:
+    """The serial in a target IQN made by :func:`target_iqn`, else None."""
+    prefix = f"{IQN_BASE}:"
+    rest = iqn[len(prefix) :] if iqn.startswith(prefix) else ""
+    return rest if len(rest) == 8 and all(c in "0123456789abcdef" for c in rest) else None
+
+
 def initiator_name(serial: str) -> str:
     """The initiator name Pi ``serial`` logs in with; the target's ACL admits this name only."""
     return f"{IQN_BASE}:{serial}:initiator"

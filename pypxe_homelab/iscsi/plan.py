@@ -12,17 +12,28 @@ from pypxe_homelab.iscsi.desired import NodeTarget
 _TARGET = re.compile(r"^Target (\d+): (\S+)$")
 _LUN = re.compile(r"^LUN: (\d+)$")
 _BACKING = re.compile(r"^Backing store path: (.*)$")
+_INITIATOR = re.compile(r"^Initiator: (\S+)")
+_ADDRESS = re.compile(r"^IP Address: (\S+)$")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in initiator of a target: its name and the address it connects from."""
+
+    initiator: str
+    address: str
 
 
 @dataclass(frozen=True)
 class TargetState:
-    """One target as tgtd has it: id, IQN, LUN 1's backing file (None if no LUN 1) and its ACL entries
-    (initiator names and addresses alike: tgt lists both under "ACL information")."""
+    """One target as tgtd has it: id, IQN, LUN 1's backing file (None if no LUN 1), its ACL entries
+    (initiator names and addresses alike: tgt lists both under "ACL information") and its sessions."""
 
     tid: int
     iqn: str
     backing: str | None
     acls: tuple[str, ...]
+    sessions: tuple[Session, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,14 @@ def parse_targets(text: str) -> list[TargetState]:
     iqn = ""
     backing: str | None = None
     acls: list[str] = []
+    sessions: list[Session] = []
+    initiator = ""
     lun: int | None = None
     section = ""
 
     def flush() -> None:
         if tid is not None:
-            found.append(TargetState(tid, iqn, backing, tuple(acls)))
+            found.append(TargetState(tid, iqn, backing, tuple(acls), tuple(dict.fromkeys(sessions))))
 
     for raw in text.splitlines():
         line = raw.strip()
@@ -65,7 +78,8 @@ def parse_targets(text: str) -> list[TargetState]:
         m = _TARGET.match(raw)
         if m:
             flush()
-            tid, iqn, backing, acls, lun, section = int(m.group(1)), m.group(2), None, [], None, ""
+            tid, iqn, backing, lun, section = int(m.group(1)), m.group(2), None, None, ""
+            acls, sessions, initiator = [], [], ""
             continue
         if line.endswith(":") and ":" not in line[:-1]:
             section = line[:-1]
@@ -80,8 +94,27 @@ def parse_targets(text: str) -> list[TargetState]:
             continue
         if section == "ACL information":
             acls.append(line)
+        elif section == "I_T nexus information":
+            m = _INITIATOR.match(line)
+            if m:
+                initiator = m.group(1)
+            m = _ADDRESS.match(line)
+            if m and initiator:
+                sessions.append(Session(initiator, m.group(1)))
     flush()
     return found
+
+
+def sessions_of(targets: Sequence[TargetState]) -> set[tuple[str, Session]]:
+    """Every (target IQN, session) pair of ``targets``: what :func:`session_changes` compares."""
+    return {(t.iqn, s) for t in targets for s in t.sessions}
+
+
+def session_changes(
+    before: set[tuple[str, Session]], after: set[tuple[str, Session]]
+) -> tuple[list[tuple[str, Session]], list[tuple[str, Session]]]:
+    """(logins, logouts) between two :func:`sessions_of` snapshots, sorted."""
+    return sorted(after - before, key=str), sorted(before - after, key=str)
 
 
 def _up_to_date(have: TargetState, want: NodeTarget) -> bool:

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pypxe_homelab.config.model import Inventory, Paths
+from pypxe_homelab.events import EventSink, IscsiDetail, Kind, iscsi_event
 from pypxe_homelab.iscsi.desired import NodeTarget, desired_targets
 from pypxe_homelab.iscsi.disks import DiskError, ensure_disk, remove_leftovers
-from pypxe_homelab.iscsi.plan import Export, Withdraw
+from pypxe_homelab.iscsi.naming import serial_of_target
+from pypxe_homelab.iscsi.plan import Export, Session, Withdraw, session_changes, sessions_of
 from pypxe_homelab.iscsi.target import TargetError, TgtDaemon
 
 log = logging.getLogger("pypxe_homelab.iscsi")
 
 RUN_DIR = "tgtd"  # under the data root: tgtd's control socket and log
+SESSION_POLL_SECONDS = 2.0
 
 
 def run_dir(paths: Paths) -> Path:
@@ -33,10 +36,54 @@ class IscsiService:
     """Owns one :class:`TgtDaemon`; :meth:`apply` reconciles it with an inventory (at start, on every
     reload, after a reinstall). Calls are serialised; call them from the event loop's thread."""
 
-    def __init__(self, paths: Paths, portals: Sequence[ipaddress.IPv4Address]) -> None:
+    def __init__(
+        self, paths: Paths, portals: Sequence[ipaddress.IPv4Address], emit: EventSink = lambda event: None
+    ) -> None:
         self.daemon = TgtDaemon(run_dir(paths), portals)
+        self.emit = emit
         self._lock = asyncio.Lock()
         self._reported: set[str] = set()
+        self._sessions: set[tuple[str, Session]] = set()
+
+    async def watch(self, current: Callable[[], Inventory], interval: float = SESSION_POLL_SECONDS) -> None:
+        """Until cancelled: record each iSCSI login and logout as an event of its node, and start tgtd
+        again (re-exporting ``current()``) if it exited."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check_sessions(loop, current)
+            except Exception:  # the server must outlive any iSCSI problem
+                log.exception("iSCSI: session check failed")
+
+    async def _check_sessions(
+        self, loop: asyncio.AbstractEventLoop, current: Callable[[], Inventory]
+    ) -> None:
+        if self.daemon.proc is None:
+            return
+        if not self.daemon.running:
+            await self.apply(current())
+            return
+        try:
+            targets = await loop.run_in_executor(None, self.daemon.targets)
+        except TargetError:
+            return
+        now = sessions_of(targets)
+        logins, logouts = session_changes(self._sessions, now)
+        self._sessions = now
+        for kind, changes in ((Kind.ISCSI_LOGIN, logins), (Kind.ISCSI_LOGOUT, logouts)):
+            for iqn, session in changes:
+                self._record(kind, iqn, session)
+
+    def _record(self, kind: Kind, iqn: str, session: Session) -> None:
+        serial = serial_of_target(iqn)
+        if serial is None:
+            return
+        detail = IscsiDetail(target=iqn, initiator=session.initiator, address=session.address)
+        try:
+            self.emit(iscsi_event(kind, session.address, serial, detail))
+        except Exception:
+            log.exception("iSCSI: could not record %s", kind)
 
     async def apply(self, inventory: Inventory, refresh: Iterable[str] = ()) -> None:
         """Export the Pi nodes of ``inventory`` and withdraw the others; ``refresh``: serials whose disk

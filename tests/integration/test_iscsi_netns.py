@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from pypxe_homelab.iscsi.naming import initiator_name, target_iqn
 from pypxe_homelab.iscsi.target import CONTROL_PORT, SOCKET_NAME, socket_owner
-from tests.lab.iscsiclient import disk_info, missing_tools, pattern_ok, qemu_io
+from tests.lab.iscsiclient import disk_info, image_opts, missing_tools, pattern_ok, qemu_io
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.serverproc import REPO, ServerProcess, base_config, http_request
 
@@ -70,8 +72,11 @@ class PiLab:
             )
         )
 
-    def start(self) -> None:
+    def start(self, exported: str = PI_B) -> str:
+        """Start the server and wait until it exports ``exported``; returns the log of this start."""
+        mark = len(self.server.log())
         self.server.start(ports=(("udp", 67), ("udp", 69), ("tcp", 12345), ("tcp", 3260)))
+        return self.server.wait_log(f"exporting {exported}", timeout=30, start=mark)[mark:]
 
     def info(self, serial: str, initiator: str | None = None) -> dict | None:
         return disk_info(
@@ -99,8 +104,7 @@ def pilab(tmp_path: Path):
 
 
 def test_each_pi_logs_into_its_own_disk_only_and_data_survives_a_restart(pilab: PiLab) -> None:
-    pilab.start()
-    log = pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
+    log = pilab.start()
     assert f"iSCSI: tgtd listening on {pilab.portal}" in log
     disk_a = pilab.root / "iscsiroot" / f"{PI_A}.img"
     assert disk_a.stat().st_size == SIZE and disk_a.stat().st_blocks * 512 < 8 * MIB  # sparse copy
@@ -129,17 +133,14 @@ def test_each_pi_logs_into_its_own_disk_only_and_data_survives_a_restart(pilab: 
     assert socket_owner(pilab.control_socket) is None, "tgtd outlived the server"
     with open(disk_a, "rb") as f:
         assert f.read(MIB) == b"\xab" * MIB
-    pilab.start()
-    pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
-    log = pilab.server.log()
-    assert log.count(f"created the disk of {PI_A}") == 1  # made on first use only
+    log = pilab.start()
+    assert f"created the disk of {PI_A}" not in log  # made on first use only
     assert pilab.has(PI_A, 0xAB) and pilab.has(PI_B, 0x5A)
 
 
 def test_a_node_removed_or_added_while_serving_is_withdrawn_or_exported_live(pilab: PiLab) -> None:
     pilab.write_config((PI_A,))
-    pilab.start()
-    pilab.server.wait_log(f"exporting {PI_A}", timeout=30)
+    pilab.start(exported=PI_A)
     assert pilab.info(PI_B) is None
     mark = len(pilab.server.log())
     pilab.write_config((PI_A, PI_B))
@@ -156,7 +157,6 @@ def test_a_node_removed_or_added_while_serving_is_withdrawn_or_exported_live(pil
 
 def test_reinstall_recreates_the_disk_and_the_server_reopens_it(pilab: PiLab) -> None:
     pilab.start()
-    pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
     qemu_io(pilab.lan, "client", pilab.portal, target_iqn(PI_A), initiator_name(PI_A), "write -P 0xab 0 1M")
     assert pilab.has(PI_A, 0xAB)
     refused = pilab.lan.run(
@@ -176,7 +176,6 @@ def test_reinstall_recreates_the_disk_and_the_server_reopens_it(pilab: PiLab) ->
 
 def test_a_killed_server_leaves_no_tgtd_and_a_new_one_starts_cleanly(pilab: PiLab) -> None:
     pilab.start()
-    pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
     tgtd = socket_owner(pilab.control_socket)
     assert tgtd is not None
     proc = pilab.server.proc
@@ -189,14 +188,12 @@ def test_a_killed_server_leaves_no_tgtd_and_a_new_one_starts_cleanly(pilab: PiLa
         time.sleep(0.1)
     assert not Path(f"/proc/{tgtd}").exists(), "tgtd outlived a killed server"
     pilab.start()
-    pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
     assert pilab.info(PI_A) is not None
 
 
 def test_server_sigkill_alone_takes_tgtd_with_it(pilab: PiLab) -> None:
     """Only the server process is killed (not its group): the parent-death signal stops tgtd."""
     pilab.start()
-    pilab.server.wait_log(f"exporting {PI_B}", timeout=30)
     tgtd = socket_owner(pilab.control_socket)
     assert tgtd is not None
     server_pid = int(Path(f"/proc/{tgtd}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -240,3 +237,52 @@ def test_without_pi_nodes_tgtd_is_never_started(pilab: PiLab) -> None:
     time.sleep(1)
     assert "iSCSI" not in pilab.server.log()
     assert not pilab.control_socket.exists()
+
+
+def test_a_login_and_logout_show_in_the_nodes_timeline(pilab: PiLab) -> None:
+    pilab.start()
+    session = pilab.lan.popen(
+        "client",
+        [
+            "qemu-io",
+            "--image-opts",
+            image_opts(pilab.portal, target_iqn(PI_A), initiator_name(PI_A)),
+            "-c",
+            "sleep 5000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{pilab.lan.ip('server')}:12345/api/nodes/{PI_A}/events"
+
+    def kinds() -> list[dict]:
+        body = http_request(pilab.lan, "client", url)
+        assert body["status"] == 200, body
+        return [e for e in json.loads(body["text"])["events"] if e["kind"].startswith("iscsi.")]
+
+    deadline = time.monotonic() + 20
+    while not kinds() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    [login] = kinds()
+    assert login["kind"] == "iscsi.login"
+    assert login["detail"]["initiator"] == initiator_name(PI_A)
+    assert login["detail"]["target"] == target_iqn(PI_A)
+    assert login["detail"]["address"] == pilab.lan.ip("client")
+    session.wait(30)
+    deadline = time.monotonic() + 20
+    while len(kinds()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [e["kind"] for e in kinds()] == ["iscsi.login", "iscsi.logout"]
+
+
+def test_a_tgtd_that_dies_is_started_again_with_the_same_disks(pilab: PiLab) -> None:
+    pilab.start()
+    qemu_io(pilab.lan, "client", pilab.portal, target_iqn(PI_A), initiator_name(PI_A), "write -P 0xcd 0 1M")
+    tgtd = socket_owner(pilab.control_socket)
+    assert tgtd is not None
+    mark = len(pilab.server.log())
+    os.kill(tgtd, signal.SIGKILL)
+    pilab.server.wait_log("tgtd exited", timeout=20, start=mark)
+    pilab.server.wait_log(f"exporting {PI_B}", timeout=20, start=mark)
+    assert socket_owner(pilab.control_socket) not in (None, tgtd)
+    assert pilab.has(PI_A, 0xCD) and pilab.has(PI_B, 0x5A)

@@ -8,8 +8,18 @@ from pathlib import Path
 
 from pypxe_homelab.config.model import Defaults, Inventory, Node, Paths
 from pypxe_homelab.iscsi.desired import NodeTarget, desired_targets, disk_path, node_image_path
-from pypxe_homelab.iscsi.naming import initiator_name, portal_address, target_iqn
-from pypxe_homelab.iscsi.plan import Export, TargetState, Withdraw, parse_targets, plan, tgtadm_args
+from pypxe_homelab.iscsi.naming import initiator_name, portal_address, serial_of_target, target_iqn
+from pypxe_homelab.iscsi.plan import (
+    Export,
+    Session,
+    TargetState,
+    Withdraw,
+    parse_targets,
+    plan,
+    session_changes,
+    sessions_of,
+    tgtadm_args,
+)
 
 IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?$")
 
@@ -73,6 +83,23 @@ def test_names_are_valid_iqns_derived_from_the_serial() -> None:
     assert initiator_name("7092246e") != target_iqn("7092246e")
 
 
+def test_serial_of_target_inverts_target_iqn() -> None:
+    assert serial_of_target(target_iqn("7092246e")) == "7092246e"
+    assert serial_of_target("iqn.2024-01.org.example:7092246e") is None
+    assert serial_of_target(target_iqn("7092246e") + ":x") is None
+
+
+def test_session_changes_are_logins_and_logouts() -> None:
+    before = sessions_of(parse_targets(SHOW))
+    assert before == {
+        (target_iqn("7092246e"), Session(initiator_name("7092246e"), "10.0.0.20")),
+    }
+    logins, logouts = session_changes(set(), before)
+    assert logins == sorted(before, key=str) and logouts == []
+    assert session_changes(before, set()) == ([], sorted(before, key=str))
+    assert session_changes(before, before) == ([], [])
+
+
 def test_portal_is_the_served_address_on_the_nodes_subnet() -> None:
     served = (ipaddress.IPv4Interface("10.1.0.3/24"), ipaddress.IPv4Interface("10.2.0.3/24"))
     assert portal_address(served, ipaddress.IPv4Address("10.2.0.40")) == ipaddress.IPv4Address("10.2.0.3")
@@ -88,6 +115,7 @@ def test_parse_targets_reads_lun1_backing_and_every_acl() -> None:
             "iqn.2024-01.arpa.home.pypxe-homelab:7092246e",
             "/srv/iscsiroot/7092246e.img",
             ("iqn.2024-01.arpa.home.pypxe-homelab:7092246e:initiator",),
+            (Session("iqn.2024-01.arpa.home.pypxe-homelab:7092246e:initiator", "10.0.0.20"),),
         ),
         TargetState(
             3,
