@@ -115,6 +115,9 @@ def test_each_pi_logs_into_its_own_disk_only_and_data_survives_a_restart(pilab: 
     # any other name, including the other Pi's, is refused
     assert pilab.info(PI_A, "iqn.2024-01.org.example:intruder") is None
     assert pilab.info(PI_A, initiator_name(PI_B)) is None
+    # discovery shows a name only the targets it may open
+    listed = pilab.lan.run("client", ["iscsi-ls", "-i", initiator_name(PI_A), f"iscsi://{pilab.portal}"]).stdout
+    assert target_iqn(PI_A) in listed and target_iqn(PI_B) not in listed
     # tgtd listens on the served address only
     listening = pilab.lan.run("server", ["ss", "-Htln", "sport = :3260"]).stdout.split()
     assert f"{pilab.portal}" in listening and "0.0.0.0:3260" not in listening
