@@ -19,14 +19,16 @@ from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import ConfigError, UserError
-from pypxe_homelab.events import Event
+from pypxe_homelab.events import Event, Kind
+from pypxe_homelab.identity import is_pi_serial
 from pypxe_homelab.logging_setup import log_event
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
 from pypxe_homelab.services.http import HttpService
+from pypxe_homelab.services.iscsi import IscsiService
 from pypxe_homelab.services.tftp import TftpService
 from pypxe_homelab.state.recorder import Recorder
-from pypxe_homelab.state.store import StateStore
+from pypxe_homelab.state.store import Notification, StateStore
 from pypxe_homelab.web.api import add_routes as add_api_routes
 
 log = logging.getLogger("pypxe_homelab.server")
@@ -151,7 +153,7 @@ class Server:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.runtime: Runtime | None = None
-        self._services: list[ProxyDhcpService | TftpService | HttpService] = []
+        self._services: list[ProxyDhcpService | TftpService | HttpService | IscsiService] = []
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -201,11 +203,19 @@ class Server:
             self._summary(inventory, embedded, interfaces)
             loop = asyncio.get_running_loop()
             checks: set[asyncio.Future] = set()
+            # iSCSI last: its problems are reported, never fatal; the PCs keep booting
+            iscsi = IscsiService(inventory.paths, [i.ip for i in served], recorder.emit)
+            self._services.append(iscsi)
+            unsubscribe = store.subscribe(_on_reinstall(loop, runtime, iscsi, checks))
+            await iscsi.apply(inventory)
 
             def check_later(inventory: Inventory) -> None:
                 future = loop.run_in_executor(None, report_node_problems, inventory)
                 checks.add(future)
                 future.add_done_callback(checks.discard)
+                task = asyncio.ensure_future(iscsi.apply(inventory))
+                checks.add(task)
+                task.add_done_callback(checks.discard)
 
             check_later(inventory)
             watcher = ConfigWatcher(self.config_path, runtime, check_later)
@@ -213,11 +223,14 @@ class Server:
                 loop.add_signal_handler(sig, self._stopping.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
             watch_task = asyncio.create_task(watcher.run())
+            sessions_task = asyncio.create_task(iscsi.watch(_current_inventory(runtime)))
             await self._stopping.wait()
             log.info("stopping")
-            watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch_task
+            for task in (watch_task, sessions_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            unsubscribe()
         finally:
             for service in reversed(self._services):
                 try:
@@ -292,6 +305,30 @@ def report_node_problems(inventory: Inventory) -> list[str]:
 def _log_recorded(event: Event, seconds: float) -> None:
     """Recorder listener: one log line per recorded event."""
     log_event(event)
+
+
+def _current_inventory(runtime: Runtime) -> Callable[[], Inventory]:
+    """A getter of the inventory in force (it is swapped whole on reload)."""
+    return lambda: runtime.inventory
+
+
+def _on_reinstall(
+    loop: asyncio.AbstractEventLoop, runtime: Runtime, iscsi: IscsiService, tasks: set[asyncio.Future]
+) -> Callable[[Notification], None]:
+    """A store subscriber: after ``reinstall`` of a Pi (whose disk the CLI has just recreated), re-open
+    its target so tgtd serves the new disk file."""
+
+    def schedule(serial: str) -> None:
+        task = asyncio.ensure_future(iscsi.apply(runtime.inventory, refresh=[serial]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def notified(note: Notification) -> None:
+        event = note.entry.event
+        if event.kind == Kind.NODE_REINSTALL and event.device_id and is_pi_serial(event.device_id):
+            loop.call_soon_threadsafe(schedule, event.device_id)
+
+    return notified
 
 
 def _config_flag(path: Path) -> str:

@@ -19,6 +19,8 @@ packages=(
   busybox-static cpio linux-image-amd64             # kernel + tiny initrds the test machines boot
   dnsmasq-base                                      # the "home router" DHCP server of the test LAN
   chromium chromium-driver                          # the status page test
+  tgt util-linux coreutils                          # the iSCSI target the server runs (tgtd, setpriv, cp)
+  libiscsi-bin qemu-utils qemu-block-extra          # real iSCSI initiators for the Pi disk tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -16,8 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from pypxe_homelab.cli import CliContext, console, parse_device_id
-from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.iscsi.desired import disk_path, node_image_path
+from pypxe_homelab.iscsi.disks import recreate_disk
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
 
 REFRESH_SECONDS = 2.0
@@ -194,24 +196,54 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
 
 @click.command()
 @click.argument("device_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before erasing a Raspberry Pi's disk.")
 @click.pass_obj
-def reinstall(obj: CliContext, device_id: str) -> None:
-    """Re-arm DEVICE_ID: it installs again at its next network boot (new install generation)."""
+def reinstall(obj: CliContext, device_id: str, yes: bool) -> None:
+    """Re-arm DEVICE_ID: it installs again at its next network boot (new install generation).
+
+    A Raspberry Pi's iSCSI disk is erased and made again from its image (after a confirmation)."""
     device_id = parse_device_id(device_id)
     inventory = load_inventory(obj.config_path)
-    if inventory.node(device_id) is None:
+    node = inventory.node(device_id)
+    if node is None:
         raise UserError(
             f"{device_id} is not in {obj.config_path}: add it first with `pypxe-homelab add {device_id}`"
         )
+    if node.is_pi:
+        _recreate_pi_disk(inventory, node, yes)
     try:
         generation = ApiClient(inventory.server.http_port).reinstall(device_id)
     except ServerNotRunning:
         generation = _reinstall_offline(inventory, device_id)
     except ApiError as exc:
         raise UserError(f"the server refused to re-arm {device_id}: {exc}") from None
+    if node.is_pi:
+        click.echo(
+            f"{device_id}: disk made again (install generation {generation}); it starts afresh at its next boot"
+        )
+        return
     click.echo(
         f"{device_id}: re-armed (install generation {generation}); it installs at its next network boot"
     )
+
+
+def _recreate_pi_disk(inventory: Inventory, node: Node, yes: bool) -> None:
+    """Erase a Pi node's disk and copy it again from its image (the running server re-opens it)."""
+    image = node_image_path(inventory, node)
+    if image is None:
+        os_name = inventory.effective(node).os
+        raise UserError(
+            f"{node.device_id}: its os {os_name!r} is not a ready Pi image, so its disk cannot be made again; "
+            "register the image with `pypxe-homelab images add` or fix os:"
+        )
+    disk = disk_path(inventory.paths, node.device_id)
+    if not yes:
+        click.confirm(
+            f"This erases the disk of {node.device_id} ({disk}) and copies it again from {image}. "
+            "Power the Pi off first. Continue?",
+            abort=True,
+        )
+    recreate_disk(image, disk)
 
 
 def _reinstall_offline(inventory: Inventory, device_id: str) -> int:
