@@ -196,6 +196,7 @@ class TftpService:
         self._stopping = threading.Event()
         self._by_client: dict[tuple[str, int], _Running] = {}
         self._by_fd: dict[int, _Running] = {}
+        self._readers: dict[int, Callable[[], str | None]] = {}  # fd -> that transfer's ``readable``
         self._per_ip: dict[str, int] = {}
         self._resends = _Tally("TFTP: sent blocks again to clients that did not acknowledge in time")
         self._refusals = _Tally("TFTP: refused requests over the transfer limits")
@@ -291,7 +292,9 @@ class TftpService:
     def _run(self) -> None:
         poll = self._epoll.poll
         by_fd = self._by_fd
+        readers = self._readers
         listeners = self._listeners
+        monotonic = time.monotonic
         stopping = self._stopping.is_set
         perf_counter = time.perf_counter
         spin = self.spin_seconds
@@ -299,11 +302,9 @@ class TftpService:
         sleeps = 0
         next_sweep = 0.0
         while not stopping():
-            sweep_every = min(0.1, self.resend_timeout / 4)
-            wait = max(0.0, next_sweep - time.monotonic()) if by_fd else LOG_INTERVAL
             try:
                 ready = None
-                if by_fd and credit > 0:  # a client answered quickly lately: wait for it without sleeping
+                if credit > 0 and readers:  # a client answered quickly lately: wait for it without sleeping
                     limit = perf_counter() + spin
                     while True:
                         ready = poll(0)
@@ -314,11 +315,11 @@ class TftpService:
                             credit -= _SPIN_MISS_COST
                             break
                 if not ready:
-                    if credit <= 0 and by_fd:
+                    if credit <= 0 and readers:
                         sleeps += 1
                         if sleeps >= _SPIN_RETRY_AFTER:
                             credit, sleeps = 1, 0
-                    ready = poll(wait)
+                    ready = poll(max(0.0, next_sweep - monotonic()) if readers else LOG_INTERVAL)
             except InterruptedError:
                 continue
             except OSError:
@@ -328,25 +329,25 @@ class TftpService:
             # Transfers first: a final ACK and the next RRQ from the same port may arrive together.
             listener_ready = False
             for fd, _mask in ready:
-                running = by_fd.get(fd)
-                if running is None:
+                read = readers.get(fd)
+                if read is None:
                     listener_ready = True
                     continue
                 try:
-                    outcome = running.transfer.readable()
+                    outcome = read()
                 except Exception:
-                    self._internal_error(running)
+                    self._internal_error(by_fd[fd])
                     continue
                 if outcome is not None:
-                    self._guard(self._on_outcome, running, outcome)
+                    self._guard(self._on_outcome, by_fd[fd], outcome)
             if listener_ready:
                 for fd, _mask in ready:
                     if fd in listeners:
                         self._guard(self._on_request, fd)
-            now = time.monotonic()
+            now = monotonic()
             if now >= next_sweep:
                 self._guard(self._sweep, now)
-                next_sweep = now + sweep_every
+                next_sweep = now + min(0.1, self.resend_timeout / 4)
 
     def _guard(self, handler: Callable[..., None], *args: Any) -> None:
         """Run one handler; nothing a client sends may end the loop."""
@@ -489,6 +490,7 @@ class TftpService:
             raise
         self._by_client[client] = running
         self._by_fd[sock.fileno()] = running
+        self._readers[sock.fileno()] = transfer.readable
         self._per_ip[client[0]] = self._per_ip.get(client[0], 0) + 1
         transfer.begin()
 
@@ -592,6 +594,7 @@ class TftpService:
             return
         fd = transfer.sock.fileno()
         self._by_fd.pop(fd, None)
+        self._readers.pop(fd, None)
         ip = transfer.client[0]
         left = self._per_ip.get(ip, 1) - 1
         if left > 0:

@@ -91,6 +91,7 @@ class Transfer:
         "stranger",
         "received",
         "_rbuf",
+        "_recv_into",
         "_buf",
         "_slots",
         "_data_views",
@@ -127,6 +128,7 @@ class Transfer:
         self.stranger: tuple[str, int] | None = None
         self.received = bytearray(4)  # the last datagram from the client, when the service needs it
         self._rbuf = memoryview(bytearray(516))
+        self._recv_into = sock.recvfrom_into
         slots = max(windowsize, _CHUNK_BYTES // blksize, 1)
         self._slots = min(slots, self.last)
         step = blksize + 4
@@ -207,7 +209,7 @@ class Transfer:
     def readable(self) -> str | None:
         """Handle one datagram on the transfer's port; what the service must do about it, if anything."""
         try:
-            length, sender = self.sock.recvfrom_into(self._rbuf)
+            length, sender = self._recv_into(self._rbuf)
         except OSError:
             return None
         if sender != self.client:
