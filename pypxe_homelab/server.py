@@ -16,6 +16,7 @@ from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.boot.booter import InventoryBooter
 from pypxe_homelab.config import hostnet
+from pypxe_homelab.config.host_checks import host_problems
 from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import ConfigError, UserError
@@ -108,6 +109,7 @@ def dropped_every_node(old: Inventory, new: Inventory) -> str | None:
 
 
 Loader = Callable[[Path], Inventory]
+HostCheck = Callable[[Inventory], list[str]]
 
 
 class ConfigWatcher:
@@ -124,11 +126,13 @@ class ConfigWatcher:
         runtime: Runtime,
         on_applied: Callable[[Inventory], None] = lambda inventory: None,
         load: Loader = load_inventory,
+        host_check: HostCheck = host_problems,
     ) -> None:
         self.path = path
         self.runtime = runtime
         self.on_applied = on_applied
         self.load = load
+        self.host_check = host_check
         self._stamp = self._file_stamp()
         self._last_error: str | None = None
         self._lock = asyncio.Lock()
@@ -154,6 +158,10 @@ class ConfigWatcher:
                 return False
             try:
                 new = await asyncio.to_thread(self.load, self.path)
+                # the file as written must work on this host, restart-only settings included
+                problems = await asyncio.to_thread(self.host_check, new)
+                if problems:
+                    raise ConfigError(problems)
             except ConfigError as exc:
                 self._report_once("; ".join(exc.errors) + " — still serving the last good config")
                 return False

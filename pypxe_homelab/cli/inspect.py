@@ -6,7 +6,9 @@ import ipaddress
 
 import click
 
+from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.config.host_checks import host_problems
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import Inventory
 
@@ -43,9 +45,7 @@ def validate(obj: CliContext) -> None:
     if embedded:
         click.echo(f"{obj.config_path} does not exist: the embedded default (no nodes) is valid")
         return
-    from pypxe_homelab.boot.autoinstall_boot import check_nodes
-
-    problems = check_nodes(inventory)
+    problems = host_problems(inventory) + check_nodes(inventory)
     for line in problems:
         click.echo(f"error: {line}", err=True)
     if problems:

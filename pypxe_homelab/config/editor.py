@@ -320,6 +320,16 @@ def write_validated(path: Path, text: str) -> None:
     and the original is left as it was.
     """
     try:
+        _write_validated(path, text)
+    except OSError as exc:  # a full disk, a read-only folder: nothing was replaced
+        raise UserError(
+            f"{path}: cannot write it: {exc.strerror or exc}; the file was left as it was "
+            "(free some space or check the folder's permissions)"
+        ) from None
+
+
+def _write_validated(path: Path, text: str) -> None:
+    try:
         original = path.stat()
     except FileNotFoundError:
         original = None
@@ -381,7 +391,12 @@ def add_node(
     )
     created = not path.exists()
     if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{path.parent}: cannot create the folder: {exc.strerror}; run with sudo"
+            ) from None
     with _locked(path.parent):
         text = default_config_text() if created else _read(path)
         if not created:

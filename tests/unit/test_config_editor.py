@@ -198,7 +198,9 @@ def test_interrupted_write_leaves_original_and_no_temp(
         raise OSError(5, "simulated crash before rename")
 
     monkeypatch.setattr(editor.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(
+        UserError, match="cannot write it: simulated crash before rename; the file was left as it was"
+    ):
         add(commented)
     assert commented.read_bytes() == before
     assert leftovers(commented) == []

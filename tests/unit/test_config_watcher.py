@@ -26,7 +26,8 @@ def watcher_for(tmp_path: Path, text: str = START) -> tuple[ConfigWatcher, Simpl
     path = tmp_path / "config.yaml"
     path.write_text(text)
     runtime = SimpleNamespace(inventory=load(path))
-    return ConfigWatcher(path, runtime, load=load), runtime, path  # type: ignore[arg-type]
+    watcher = ConfigWatcher(path, runtime, load=load, host_check=lambda inventory: [])  # type: ignore[arg-type]
+    return watcher, runtime, path
 
 
 def edit(path: Path, text: str) -> None:
