@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,6 +23,7 @@ from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
 from pypxe_homelab.assets.images import image_paths, image_release, iso_file_name, load_catalogue
 from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
 from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config import values as V
 from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
@@ -34,7 +34,6 @@ SUDOERS_FILE = "/target/etc/sudoers.d/90-ubuntu-nopasswd"
 PI_INTERFACE = "eth0"  # a Pi's device id carries no MAC: match the on-board NIC by name
 SEED_FILES = ("user-data", "meta-data", "vendor-data", "network-config")
 
-_CRYPT_HASH = re.compile(r"^\$(6|5|y)\$\S+\$\S+$")
 _CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -69,12 +68,15 @@ def _salt_for(device_id: str) -> str:
 
 @lru_cache(maxsize=256)
 def password_hash(password: str, device_id: str) -> str:
-    """A configured ``$6$``/``$5$``/``$y$`` crypt hash unchanged; a plaintext hashed with SHA-512 crypt, salted
-    from the device id (so every render of a node is the same text)."""
-    if _CRYPT_HASH.match(password):
+    """A configured SHA-512 (``$6$``) or yescrypt (``$y$``) hash unchanged; a plaintext hashed with SHA-512
+    crypt, salted from the device id (so every render of a node is the same text). Any other ``$id$`` value
+    is refused (``values.password``)."""
+    try:
+        V.password(password)
+    except V.Invalid as exc:
+        raise UserError(f"node {device_id}: password: {exc}") from None
+    if V.password_kind(password) != "plaintext":
         return password
-    if not password:
-        raise UserError(f"node {device_id}: empty password; set defaults.password (plaintext or a $6$ hash)")
     return sha512_crypt.using(salt=_salt_for(device_id), rounds=5000).hash(password)
 
 

@@ -8,6 +8,7 @@ import click
 
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.config import values as V
 from pypxe_homelab.config.host_checks import host_problems
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import Inventory
@@ -37,6 +38,15 @@ def _install_state(inventory: Inventory, device_id: str) -> tuple[str | None, in
         store.close()
 
 
+def password_lines(inventory: Inventory) -> list[str]:
+    """How each configured password is understood (plaintext, SHA-512 or yescrypt hash)."""
+    lines = [f"defaults.password: {V.password_understood(inventory.defaults.password)}"]
+    for node in inventory.nodes.values():
+        if node.password is not None:
+            lines.append(f"nodes.{node.device_id}.password: {V.password_understood(node.password)}")
+    return lines
+
+
 @click.command()
 @click.pass_obj
 def validate(obj: CliContext) -> None:
@@ -45,6 +55,8 @@ def validate(obj: CliContext) -> None:
     if embedded:
         click.echo(f"{obj.config_path} does not exist: the embedded default (no nodes) is valid")
         return
+    for line in password_lines(inventory):
+        click.echo(line)
     problems = host_problems(inventory) + check_nodes(inventory)
     for line in problems:
         click.echo(f"error: {line}", err=True)
