@@ -153,6 +153,41 @@ def _late_commands(username: str, node_url: str) -> list[str]:
     ]
 
 
+def _key_lists(doc: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every place of the autoinstall mapping whose keys end up on the machine, with its dotted name."""
+    found: list[tuple[str, Any]] = []
+    ssh = doc.get("ssh")
+    if isinstance(ssh, Mapping) and "authorized-keys" in ssh:
+        found.append(("autoinstall.ssh.authorized-keys", ssh["authorized-keys"]))
+    user_data = doc.get("user-data")
+    if isinstance(user_data, Mapping):
+        for key in ("ssh_authorized_keys", "ssh-authorized-keys"):
+            if key in user_data:
+                found.append((f"autoinstall.user-data.{key}", user_data[key]))
+        users = user_data.get("users")
+        for index, user in enumerate(users if isinstance(users, list) else []):
+            for key in ("ssh_authorized_keys", "ssh-authorized-keys"):
+                if isinstance(user, Mapping) and key in user:
+                    found.append((f"autoinstall.user-data.users[{index}].{key}", user[key]))
+    return found
+
+
+def _check_override_keys(doc: Mapping[str, Any], where: str) -> None:
+    """The same public-key check for keys given through ``autoinstall`` overrides as for ssh_authorized_keys."""
+    for name, keys in _key_lists(doc):
+        if not isinstance(keys, list):
+            raise UserError(f"{where}: {name}: is not a list; write a list of public key lines")
+        for index, line in enumerate(keys):
+            try:
+                if not isinstance(line, str):
+                    raise ValueError(f"{line!r} is not a public key line")
+                parse_public_key(line)
+            except ValueError as exc:
+                raise UserError(
+                    f"{where}: {name}[{index}]: {exc}; paste one line of a .pub file, like ssh-ed25519 AAAA… you@host"
+                ) from None
+
+
 def build_autoinstall(
     inventory: Inventory, node: Node, base_url: str, *, host: HostNetwork | None = None
 ) -> dict[str, Any]:
@@ -186,6 +221,7 @@ def build_autoinstall(
         override = dict(override)
         extra_late += list(override.pop("late-commands", None) or [])
         doc = deep_merge(doc, override)
+    _check_override_keys(doc, f"node {raw.name} ({raw.device_id})")
     username = str(doc.get("identity", {}).get("username", USERNAME))
     doc["late-commands"] = _late_commands(username, node_url) + extra_late
     return doc
