@@ -216,3 +216,26 @@ def test_build_is_a_plain_dict(tmp_path):
     inv = inventory(tmp_path)
     doc = build_autoinstall(inv, inv.nodes[PC_ID], BASE_URL, host=HOST)
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc
+
+
+@pytest.mark.parametrize("release", ["22.04.1", "24.04.4", "26.04"])
+def test_user_data_overrides_are_checked_against_cloud_inits_schema(tmp_path, release):
+    bad = {"user-data": {"packages": "curl", "no_such_module": True, "timezone": "Europe/Berlin"}}
+    doc = {"version": 1, "identity": {"hostname": "h", "username": "u", "password": "x"}, **bad}
+    assert validate_autoinstall(doc, release) == [
+        "autoinstall.user-data: Additional properties are not allowed ('no_such_module' was unexpected)",
+        "autoinstall.user-data.packages: 'curl' is not of type 'array'",
+    ]
+    good = {**doc, "user-data": {"packages": ["curl"], "runcmd": [["touch", "/x"]], "timezone": "UTC"}}
+    assert validate_autoinstall(good, release) == []
+
+
+def test_check_node_reports_user_data_schema_errors(tmp_path):
+    inv = inventory(tmp_path, node_autoinstall={"user-data": {"packages": "curl"}})
+    problems = check_node(inv, inv.nodes[PC_ID], host=HOST)
+    assert any(
+        p.startswith(
+            "node node01 (01-52-54-00-12-34-56): autoinstall.user-data.packages: 'curl' is not of type"
+        )
+        for p in problems
+    ), problems
