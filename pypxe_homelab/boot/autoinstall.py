@@ -143,12 +143,21 @@ def _network(eff: Node, host: HostNetwork) -> dict[str, Any]:
     return {"version": 2, "ethernets": {"nic0" if eff.mac else PI_INTERFACE: nic}}
 
 
+def _use_legacy(name: str) -> str:
+    """Switch ``name`` to its ``-legacy`` variant (k3s) only when the target offers that alternative: a
+    failing late-command aborts the whole install."""
+    legacy = f"/usr/sbin/{name}-legacy"
+    return (
+        f"curtin in-target -- sh -c 'if update-alternatives --list {name} 2>/dev/null | grep -qx {legacy}; "
+        f"then update-alternatives --set {name} {legacy}; fi'"
+    )
+
+
 def _late_commands(username: str, node_url: str) -> list[str]:
     return [
         f"echo '{username} ALL=(ALL) NOPASSWD:ALL' > {SUDOERS_FILE}",
         f"chmod 0440 {SUDOERS_FILE}",
-        "curtin in-target -- update-alternatives --set iptables /usr/sbin/iptables-legacy",
-        "curtin in-target -- update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy",
+        *(_use_legacy(name) for name in ("iptables", "ip6tables")),
         f"wget -q -O /dev/null {node_url}/installed || true",
     ]
 

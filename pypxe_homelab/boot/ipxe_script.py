@@ -2,7 +2,8 @@
 
 The decision is ``choose_boot``'s, the kernel, initrds and command-line words are ``kernel_boot``'s; only the
 quoting differs. Each initrd is named, and the command line names it with ``initrd=``, so that a UEFI kernel
-started by iPXE finds it (BIOS kernels ignore the word).
+started by iPXE finds it (BIOS kernels ignore the word). The installer also gets ``BOOTIF=01-<mac>`` of the NIC
+that booted, filled in by iPXE itself, so on a machine with several NICs its ``ip=dhcp`` configures that one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def render_ipxe_script(
             kernel=_url(kb.kernel),
             initrds=initrds,
             args=for_ipxe([f"initrd={name}" for name, _ in initrds] + list(kb.tokens)),
+            bootif=choice.action == "install",
         )
     if choice.action == "local":
         return render_template(

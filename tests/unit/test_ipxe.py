@@ -274,7 +274,11 @@ def test_install_node_gets_the_installer_with_literal_semicolon(tmp_path: Path) 
     assert f"initrd --name initrd0 {node_url}/casper/initrd" in text.splitlines()
     assert text.splitlines()[-1] == "boot"
     pxelinux = render_loader_config(choice, tree="bios", base_url=BASE_URL, inventory=inv)
-    assert " ".join(words[3:]) in pxelinux  # the same words as the PXELINUX APPEND line
+    assert words[-1] == "BOOTIF=01-${netX/mac:hexhyp}"  # iPXE fills in the MAC of the NIC that booted
+    assert (
+        " ".join(words[3:-1]) in pxelinux
+    )  # the same words as the PXELINUX APPEND line (SYSAPPEND adds BOOTIF)
+    assert "SYSAPPEND 2" in pxelinux
 
 
 def test_installed_node_exits_to_its_disk(tmp_path: Path) -> None:
