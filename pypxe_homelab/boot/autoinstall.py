@@ -26,7 +26,7 @@ from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
 from pypxe_homelab.config.model import Inventory, Node
-from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
+from pypxe_homelab.config.ssh_keys import default_authorized_keys, invoking_user_home, parse_public_key
 from pypxe_homelab.errors import UserError
 
 USERNAME = "ubuntu"
@@ -103,7 +103,7 @@ def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
         lines = [x for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
         origin = str(path)
     else:
-        lines, origin = default_authorized_keys(), "~/.ssh/authorized_keys"
+        lines, origin = default_authorized_keys(), str(invoking_user_home() / ".ssh" / "authorized_keys")
     keys = []
     for number, line in enumerate(lines, 1):
         try:
@@ -113,7 +113,7 @@ def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
     if not keys:
         raise UserError(
             f"{where}: no SSH public key to install (looked in {origin}); "
-            "set defaults.ssh_authorized_keys to a line of your ~/.ssh/id_ed25519.pub"
+            "set defaults.ssh_authorized_keys in config.yaml to a line of your ~/.ssh/id_ed25519.pub"
         )
     return keys
 
@@ -296,7 +296,8 @@ def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = N
     else:
         if image_paths(root, eff.os) is None:
             problems.append(
-                f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}`"
+                f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}` "
+                f"(without internet: `pypxe-homelab images add PATH.iso --name {eff.os}`)"
             )
         tokens = installer_tokens("http://255.255.255.255:65535", raw.device_id, iso_file, eff.cmdline)
         problems += [f"{where}: {p}" for p in cmdline_problems(tokens)]

@@ -7,6 +7,7 @@ import ipaddress
 import click
 
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
+from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.host_checks import host_problems
@@ -77,10 +78,15 @@ def render(obj: CliContext, device_id: str) -> None:
     base_url = f"http://{_advertised(inventory)}:{inventory.server.http_port}"
     state, generation = _install_state(inventory, device_id)
     result = preview(inventory, device_id, state, generation, base_url)
-    known = "registered" if inventory.node(device_id) else "NOT in the inventory"
+    node = inventory.node(device_id)
+    known = "registered" if node else "NOT in the inventory"
     click.echo(
         f"# {device_id}: {known}; state {state or 'none yet'}; {result.choice.action}: {result.choice.reason}"
     )
+    if node is not None:
+        click.echo("\n## What it gets")
+        for line in install_plan(inventory, node, state).lines():
+            click.echo(line)
     if result.dhcp:
         click.echo("\n## ProxyDHCP answers")
         for answer in result.dhcp:

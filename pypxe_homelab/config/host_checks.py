@@ -54,11 +54,16 @@ def host_problems(inventory: Inventory, *, loaders: bool = True) -> list[str]:
             problems.append(
                 f"{at}: address {node.address.ip} is the gateway's address; give the machine another one"
             )
-    if loaders:
-        missing = missing_bootloaders(inventory.paths.tftproot, inventory.server.loaders)
-        if missing:
-            problems.append(
-                f"{where}: server.loaders: {', '.join(missing)} not found in {inventory.paths.tftproot}; "
-                f"install them with {install_advice(missing, BOOTFILES_INSTALL)}"
-            )
-    return problems
+    return problems + (loader_problems(inventory) if loaders else [])
+
+
+def loader_problems(inventory: Inventory) -> list[str]:
+    """The boot loaders of ``server.loaders`` missing from tftproot, as one line with the command to fix it."""
+    where = str(inventory.source) if inventory.source else "<embedded default>"
+    missing = missing_bootloaders(inventory.paths.tftproot, inventory.server.loaders)
+    if not missing:
+        return []
+    return [
+        f"{where}: server.loaders: {', '.join(missing)} not found in {inventory.paths.tftproot}; "
+        f"install them with {install_advice(missing, BOOTFILES_INSTALL)}"
+    ]

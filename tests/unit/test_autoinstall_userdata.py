@@ -207,7 +207,8 @@ def test_check_node_reports_unknown_image_and_unfetched_image(tmp_path):
     problems = check_node(inv, inv.nodes[PC_ID], host=HOST)
     assert problems == [
         "node node01 (01-52-54-00-12-34-56): image 'ubuntu-22.04.1' is not fetched yet; "
-        "run `pypxe-homelab images fetch ubuntu-22.04.1`"
+        "run `pypxe-homelab images fetch ubuntu-22.04.1` "
+        "(without internet: `pypxe-homelab images add PATH.iso --name ubuntu-22.04.1`)"
     ]
     odd = replace(inv.nodes[PC_ID], os="windows-11")
     inv = replace(inv, nodes={**inv.nodes, PC_ID: odd})
