@@ -68,6 +68,9 @@ def devices_table(devices: list[dict[str, Any]]) -> RenderableType:
     commands = Text("\nTo register:\n", style="bold")
     for d in devices:
         commands.append(f"  {d['suggested']}\n")
+    notes = dict.fromkeys(d["address_note"] for d in devices if d.get("address_note"))
+    for note in notes:
+        commands.append(f"  {note}\n")
     return Group(table, commands)
 
 

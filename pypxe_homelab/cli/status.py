@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import sys
 import time
@@ -18,8 +19,10 @@ from rich.text import Text
 
 from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.state.store import StateStore
 from pypxe_homelab.state.views import node_view, nodes_view
 from pypxe_homelab.state.views import timeline_view as events_view
@@ -34,6 +37,14 @@ def load_inventory(config_path: Path) -> Inventory:
 
     inventory, _ = load_or_default(config_path)
     return inventory
+
+
+def _served_network(inventory: Inventory) -> ipaddress.IPv4Network | None:
+    """The network of the served interface (the configured one, else the default route's), if known."""
+    default = hostnet.default_route_interface()
+    names = list(inventory.server.interfaces) or ([default] if default else [])
+    found = [hostnet.interface_ipv4(name) for name in names[:1]]
+    return found[0].network if found and found[0] is not None else None
 
 
 def start_hint(config_path: Path, port: int) -> str:
@@ -225,7 +236,8 @@ def reinstall(obj: CliContext, device_id: str) -> None:
     inventory = load_inventory(obj.config_path)
     if inventory.node(device_id) is None:
         raise UserError(
-            f"{device_id} is not in {obj.config_path}: add it first with `pypxe-homelab add {device_id}`"
+            f"{device_id} is not in {obj.config_path}: add it first with "
+            f"`{add_command(device_id, _served_network(inventory))}` ({address_note(_served_network(inventory))})"
         )
     try:
         generation = ApiClient(inventory.server.http_port).reinstall(device_id)

@@ -436,10 +436,44 @@ def _nodes(
 TOP_FIELDS = ("server", "paths", "defaults", "nodes")
 
 
-def _yaml_error(name: str, exc: YAMLError) -> str:
+def _key_without_colon(text: str, line: int) -> int | None:
+    """0-based line where a plain scalar ends up read as a key on ``line`` began, when that is an earlier line:
+    ``http_port 8080`` (no ':') followed by ``unknown: menu`` reads as the key ``http_port 8080 unknown``,
+    and the scanner only objects at the ':' of the later line."""
+    lines = text.splitlines()
+    if not 0 < line < len(lines):
+        return None
+    first = None
+    row = line - 1
+    while row >= 0:
+        body = lines[row].strip()
+        if not body or body.startswith("#") or ":" in body or body.startswith(("-", "[", "{")):
+            break
+        first = row
+        row -= 1
+    return first
+
+
+def _yaml_error(name: str, exc: YAMLError, text: str = "") -> str:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip().splitlines()[0]
+        if "mapping values are not allowed" in problem and mark is not None:
+            start = _key_without_colon(text, mark.line)
+            if start is not None:
+                shown = text.splitlines()[start].strip()
+                return f"{name}:{start + 1}: {shown!r} has no ':' after its key; write it as key: value"
+        if (
+            "while parsing a flow" in (exc.context or "")
+            and exc.context_mark is not None
+            and mark is not None
+        ):
+            opened = exc.context_mark
+            if opened.line < mark.line:
+                return (
+                    f"{name}:{opened.line + 1}:{opened.column + 1}: this bracket is not closed before line "
+                    f"{mark.line + 1}; close it on its own line or write the list as indented - items"
+                )
         if "end of stream" in problem and exc.context_mark is not None:
             mark = exc.context_mark
             what = (exc.context or "").replace("while scanning ", "").replace("while parsing ", "")
@@ -546,7 +580,7 @@ def read_yaml(text: str, name: str) -> Any:
             raise ConfigError([problem])
         return yaml.constructor.construct_document(node)
     except YAMLError as exc:
-        raise ConfigError([_yaml_error(name, exc)]) from None
+        raise ConfigError([_yaml_error(name, exc, text)]) from None
     except RecursionError:
         raise ConfigError(
             [f"{name}: mappings and lists are nested too deeply to read; flatten them"]

@@ -133,7 +133,11 @@ def test_devices_lists_unregistered_machines_with_the_add_command(server: WebSer
     status, body = server.request("GET", "/api/devices")
     [dev] = body["devices"]
     assert dev["device_id"] == "01-aa-bb-cc-00-00-07" and dev["firmware"] == "bios"
-    assert dev["suggested"] == "pypxe-homelab add 01-aa-bb-cc-00-00-07 --node-address 10.231.0.70/24"
+    assert dev["suggested"] == "pypxe-homelab add 01-aa-bb-cc-00-00-07 --node-address <address>/<prefix>"
+    assert (
+        "outside your router's DHCP pool (10.231.0.70, which it has now, comes from that pool)"
+        in (dev["address_note"])
+    )
     status, listing = server.request("GET", "/api/nodes")
     flagged = [n for n in listing["nodes"] if not n["registered"]]
     assert [n["device_id"] for n in flagged] == ["01-aa-bb-cc-00-00-07"] and flagged[0][
