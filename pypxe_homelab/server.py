@@ -15,8 +15,8 @@ from pathlib import Path
 from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.boot.booter import InventoryBooter
+from pypxe_homelab.boot.host_checks import host_problems
 from pypxe_homelab.config import hostnet
-from pypxe_homelab.config.host_checks import host_problems
 from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import ConfigError, UserError

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pypxe_homelab.boot.autoinstall import check_node
-from pypxe_homelab.config.host_checks import loader_problems
+from pypxe_homelab.boot.host_checks import loader_problems
 from pypxe_homelab.config.model import Inventory, Node
 
 

@@ -7,10 +7,10 @@ import ipaddress
 import click
 
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
+from pypxe_homelab.boot.host_checks import host_problems
 from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config import values as V
-from pypxe_homelab.config.host_checks import host_problems
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import Inventory
 

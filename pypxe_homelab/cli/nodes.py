@@ -9,12 +9,12 @@ from typing import Any
 import click
 from rich.table import Table
 
+from pypxe_homelab.boot.host_checks import server_addresses
 from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.editor import add_node, remove_node
-from pypxe_homelab.config.host_checks import server_addresses
 from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError

@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from pypxe_homelab.assets.bootloaders import required_files
+from pypxe_homelab.boot import host_checks
 from pypxe_homelab.cli import main
-from pypxe_homelab.config import editor, host_checks
+from pypxe_homelab.config import editor
 from pypxe_homelab.config.loader import load_inventory
 from pypxe_homelab.config.model import DEFAULT_LOADERS
 from pypxe_homelab.server import ConfigWatcher

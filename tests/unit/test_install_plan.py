@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pypxe_homelab.boot import autoinstall
+from pypxe_homelab.boot import autoinstall, host_checks
 from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import main
-from pypxe_homelab.config import host_checks, ssh_keys
+from pypxe_homelab.config import ssh_keys
 from pypxe_homelab.config.loader import load_inventory
 from tests.unit.test_config_host_checks import install_loaders
 
