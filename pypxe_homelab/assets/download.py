@@ -154,7 +154,8 @@ def _open(url: str, offset: int, timeout: float):
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) URLs from the catalogue
+        # a fresh opener reads the proxy variables now (the shared one keeps those of its first use)
+        return urllib.request.build_opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             return exc  # the .part file may already hold everything

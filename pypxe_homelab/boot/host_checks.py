@@ -1,4 +1,4 @@
-"""Checks of an inventory against this host, which the loader (pure: it reads no host state) cannot make (boot layer: it reads the installed boot loaders):
+"""Checks of an inventory against this host that the loader (pure: it reads no host state) cannot make:
 served interfaces exist, no node is given the server's own or the gateway's address, the boot loaders are
 installed. `validate`, `add` and every live reload run them, so all three refuse the same things."""
 
