@@ -348,6 +348,10 @@ class InventoryBooter:
         except ValueError:  # PathRefused: an unsafe name is simply not there
             found = None
         if found is None:
+            # a 404 outside a node's own paths is anybody's browser (/favicon.ico, /robots.txt): tied to no
+            # machine, it creates no device record and moves no node
+            if scoped is None:
+                return HttpRefusal(404, f"not found: /{ask.path}", None, None)
             return HttpRefusal(404, f"not found: /{ask.path}", requester, requester_mac)
         return FileAnswer(path=found, what=file_kind(ask.path), device_id=requester, mac=requester_mac)
 

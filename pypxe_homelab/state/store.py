@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
+from pypxe_homelab.events import DHCP_KINDS, HTTP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
 from pypxe_homelab.identity import (
     device_hint,
     device_id_of_mac,
@@ -191,6 +191,11 @@ class StateStore:
         device_id, mac, strong = self._resolve(event, ip)
         if device_id is None:
             log.debug("state: %s from %s names no device yet", event.kind, event.client or "?")
+            return None
+        if not strong and event.kind in HTTP_KINDS:
+            # tied to a machine only by its address: any LAN host can send it, so it neither creates a
+            # device record nor changes a node (only firmware and installer traffic naming the node does)
+            log.debug("state: %s from %s names no machine; not recorded", event.kind, event.client or "?")
             return None
         if is_pi_serial(device_id) and not mac and ip:
             mac = self._pi_mac_behind(ip)

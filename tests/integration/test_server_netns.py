@@ -482,3 +482,22 @@ def test_a_config_reload_does_not_break_a_transfer_in_flight(lab: Lab) -> None:
     changed = next(i for i, line in enumerate(lines) if "node changed" in line)
     done = next(i for i, line in enumerate(lines) if "tftp.done" in line and "path=big.bin" in line)
     assert changed < done  # the reload happened while the file was still being sent
+
+
+def test_a_browsers_404_creates_no_machine_and_moves_no_node(lab: Lab) -> None:
+    """Only firmware and installer traffic on a node's own paths creates or changes records: /favicon.ico
+    from a LAN host is neither a machine seen nor a step of the node whose address it comes from."""
+    client_mac = lab.lan.run("client", ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    # the client's address is tied to the registered node first (as after the node's own network boot)
+    lab.pxe("boot", "--profile", "bios-ipxe", "--mac", "52:54:00:a0:00:01", "--client-ip", lab.client_ip)
+    before = json.loads(lab.server.cli("status", KNOWN, "--json").stdout)
+    for path in ("favicon.ico", "robots.txt", "no/such/page"):
+        assert http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{path}")["status"] == 404
+    time.sleep(1.5)  # events are recorded off the reply path
+    devices = json.loads(lab.server.cli("probe", "--once", "--json").stdout)
+    assert client_mac not in {d.get("mac") for d in devices}
+    assert not any(d["device_id"] == "01-" + client_mac.replace(":", "-") for d in devices)
+    after = json.loads(lab.server.cli("status", KNOWN, "--json").stdout)
+    assert after["state"] == before["state"]
+    paths = [str((e.get("detail") or {}).get("path")) for e in after["events"]]
+    assert not any(p.endswith(("favicon.ico", "robots.txt", "page")) for p in paths)
