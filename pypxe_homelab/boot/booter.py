@@ -19,6 +19,7 @@ from pypxe_homelab.boot.autoinstall import SEED_FILES
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
 from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import render_loader_config
+from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.identity import (
     config_name_device_id,
@@ -295,6 +296,15 @@ class InventoryBooter:
                 return None
             state = env.store.node_state(device_id).state if device_id else None
             choice = boot_choice(env.inventory, device_id, state)
+            if choice.action == "install" and not config_name_device_id(name):
+                # `default` names no machine: the one it maps to is only known by its address, which another
+                # machine can take over, so it never gets an installer (PXELINUX asks 01-<mac> first anyway)
+                choice = BootChoice(
+                    "local",
+                    device_id,
+                    choice.node,
+                    "an installer is only served for pxelinux.cfg/01-<mac>, the name that says which machine asks",
+                )
             text = render_loader_config(
                 choice,
                 tree=tree,

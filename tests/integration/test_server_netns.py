@@ -501,3 +501,32 @@ def test_a_browsers_404_creates_no_machine_and_moves_no_node(lab: Lab) -> None:
     assert after["state"] == before["state"]
     paths = [str((e.get("detail") or {}).get("path")) for e in after["events"]]
     assert not any(p.endswith(("favicon.ico", "robots.txt", "page")) for p in paths)
+
+
+INSTALL_TARGET = "01-52-54-00-a0-00-0c"
+
+
+def test_an_address_based_config_name_never_gets_another_nodes_installer(lab: Lab) -> None:
+    """After the node network-boots from an address, another machine asking pxelinux.cfg/default from that
+    address gets no installer: only 01-<mac>, which names the machine, does."""
+    config = lab.server.config
+    good = config.read_text()
+    node = (
+        f"  {INSTALL_TARGET}:\n    address: {lab.lan.prefix}.72/24\n    os: ubuntu-24.04\n"
+        f'    ssh_authorized_keys: ["{TEST_PUBLIC_KEY}"]\n'
+    )
+    start = len(lab.server.log())
+    config.write_text(good + node)
+    lab.server.wait_log(f"node added: {INSTALL_TARGET}", start=start)
+    try:
+        mac = INSTALL_TARGET[3:].replace("-", ":")
+        lab.pxe("boot", "--profile", "bios-ipxe", "--mac", mac, "--client-ip", lab.client_ip)
+        assert "casper/vmlinuz" in lab.config(INSTALL_TARGET)  # the node itself, by its MAC
+        [default] = tftp_get(lab.lan, "client", lab.server_ip, ["pxelinux.cfg/default"])
+        assert default["ok"] and "LOCALBOOT" in default["text"]
+        assert "casper" not in default["text"] and "autoinstall" not in default["text"]
+        assert "only served for pxelinux.cfg/01-<mac>" in default["text"]
+    finally:
+        start = len(lab.server.log())
+        config.write_text(good)
+        lab.server.wait_log("config reloaded", start=start)
