@@ -97,11 +97,14 @@ def node_view(inventory: Inventory, store: StateStore, device_id: str) -> dict[s
     return out
 
 
-def devices_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
-    """Discovered devices not yet in the inventory, with their facts and the command that adds them."""
-    return [
-        {**device_facts(r), **_suggestion(r)} for r in store.devices() if r.device_id not in inventory.nodes
-    ]
+def devices_view(
+    inventory: Inventory, store: StateStore, limit: int | None = None, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Discovered devices not yet in the inventory, most recently seen first, with their facts and the
+    command that adds them; a page of ``limit`` from ``offset`` (the store keeps at most a few thousand)."""
+    found = [r for r in store.devices() if r.device_id not in inventory.nodes]
+    page = found[offset:] if limit is None else found[offset : offset + limit]
+    return [{**device_facts(r), **_suggestion(r)} for r in page]
 
 
 def timeline_view(store: StateStore, device_id: str, limit: int = 200) -> list[dict[str, Any]]:

@@ -117,8 +117,22 @@ class _Api:
         )
 
     async def devices(self, request: web.Request) -> web.Response:
+        """``?limit=`` (default 200, at most 1000) and ``?offset=`` page the list, most recent first."""
         rt = self._runtime()
-        return web.json_response({"devices": devices_view(rt.inventory, rt.store)})
+        try:
+            limit = min(max(int(request.query.get("limit", "200")), 1), 1000)
+            offset = max(int(request.query.get("offset", "0")), 0)
+        except ValueError:
+            return _problem(400, "limit and offset must be whole numbers")
+        page = await asyncio.to_thread(devices_view, rt.inventory, rt.store, limit + 1, offset)
+        return web.json_response(
+            {
+                "devices": page[:limit],
+                "limit": limit,
+                "offset": offset,
+                "next_offset": offset + limit if len(page) > limit else None,
+            }
+        )
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one ``message`` per recorded event (JSON of the entry and the node state)."""

@@ -178,3 +178,17 @@ def test_page_and_static_files_are_served(server: WebServer) -> None:
         status, text = server.request("GET", f"/static/{name}")
         assert status == 200 and "//cdn" not in text and "https://" not in text
     assert server.request("GET", "/static/../api.py")[0] == 404
+
+
+def test_devices_are_paged(server: WebServer) -> None:
+    for n in range(12):
+        server.runtime.emit(
+            Event("dhcp.offer", "0.0.0.0:68", None, f"aa:bb:cc:00:01:{n:02x}", {"arch": 0, "port": 67})
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and server.runtime.store.device_count() < 12:
+        time.sleep(0.05)
+    status, page = server.request("GET", "/api/devices?limit=5&offset=5")
+    assert status == 200 and len(page["devices"]) == 5 and page["next_offset"] == 10
+    status, body = server.request("GET", "/api/devices?limit=x")
+    assert status == 400
