@@ -33,6 +33,7 @@ USERNAME = "ubuntu"
 SUDOERS_FILE = "/target/etc/sudoers.d/90-ubuntu-nopasswd"
 PI_INTERFACE = "eth0"  # a Pi's device id carries no MAC: match the on-board NIC by name
 SEED_FILES = ("user-data", "meta-data", "vendor-data", "network-config")
+TOKEN_PLACEHOLDER = "<install-token>"  # what `render` shows; the served user-data holds the real one
 
 _CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -153,12 +154,12 @@ def _use_legacy(name: str) -> str:
     )
 
 
-def _late_commands(username: str, node_url: str) -> list[str]:
+def _late_commands(username: str, node_url: str, token: str) -> list[str]:
     return [
         f"echo '{username} ALL=(ALL) NOPASSWD:ALL' > {SUDOERS_FILE}",
         f"chmod 0440 {SUDOERS_FILE}",
         *(_use_legacy(name) for name in ("iptables", "ip6tables")),
-        f"wget -q -O /dev/null {node_url}/installed || true",
+        f"wget -q -O /dev/null --post-data=token={token} {node_url}/installed || true",
     ]
 
 
@@ -198,12 +199,18 @@ def _check_override_keys(doc: Mapping[str, Any], where: str) -> None:
 
 
 def build_autoinstall(
-    inventory: Inventory, node: Node, base_url: str, *, host: HostNetwork | None = None
+    inventory: Inventory,
+    node: Node,
+    base_url: str,
+    *,
+    host: HostNetwork | None = None,
+    token: str = TOKEN_PLACEHOLDER,
 ) -> dict[str, Any]:
     """The value of the ``autoinstall:`` key for ``node`` (Subiquity autoinstall reference).
 
     ``defaults.autoinstall`` then ``nodes.<id>.autoinstall`` are deep-merged over the generated mapping; their
     ``late-commands`` are appended to the generated ones (which hold the sudoers file and the install callback).
+    ``token`` is the node's per-install token: only its webhook and callback carrying it change its state.
     """
     raw = _raw(inventory, node)
     eff = inventory.effective(raw)
@@ -222,7 +229,9 @@ def build_autoinstall(
         },
         "network": _network(eff, host or detect_host_network()),
         "storage": copy.deepcopy(dict(inventory.defaults.storage)),
-        "reporting": {"pypxe": {"type": "webhook", "endpoint": f"{node_url}/events", "level": "INFO"}},
+        "reporting": {
+            "pypxe": {"type": "webhook", "endpoint": f"{node_url}/events?token={token}", "level": "INFO"}
+        },
         "shutdown": "reboot",
     }
     extra_late: list[Any] = []
@@ -232,16 +241,22 @@ def build_autoinstall(
         doc = deep_merge(doc, override)
     _check_override_keys(doc, f"node {raw.name} ({raw.device_id})")
     username = str(doc.get("identity", {}).get("username", USERNAME))
-    doc["late-commands"] = _late_commands(username, node_url) + extra_late
+    doc["late-commands"] = _late_commands(username, node_url, token) + extra_late
     return doc
 
 
 def render_user_data(
-    inventory: Inventory, node: Node, base_url: str, generation: int, *, host: HostNetwork | None = None
+    inventory: Inventory,
+    node: Node,
+    base_url: str,
+    generation: int,
+    *,
+    host: HostNetwork | None = None,
+    token: str = TOKEN_PLACEHOLDER,
 ) -> str:
     """``user-data``: ``#cloud-config`` on the first line, then the ``autoinstall:`` mapping."""
     raw = _raw(inventory, node)
-    doc = build_autoinstall(inventory, raw, base_url, host=host)
+    doc = build_autoinstall(inventory, raw, base_url, host=host, token=token)
     body = yaml.safe_dump({"autoinstall": doc}, sort_keys=False, default_flow_style=False, width=4096)
     return render_template(
         "user-data.j2", device_id=raw.device_id, hostname=raw.name, generation=generation, body=body
@@ -263,10 +278,17 @@ def render_network_config() -> str:
     return ""
 
 
-def seed_file(inventory: Inventory, node: Node, name: str, base_url: str, generation: int) -> str | None:
+def seed_file(
+    inventory: Inventory,
+    node: Node,
+    name: str,
+    base_url: str,
+    generation: int,
+    token: str = TOKEN_PLACEHOLDER,
+) -> str | None:
     """The body of ``/<id>/cloud-init/<name>``, or None for a name that is not a seed file (→ 404)."""
     if name == "user-data":
-        return render_user_data(inventory, node, base_url, generation)
+        return render_user_data(inventory, node, base_url, generation, token=token)
     if name == "meta-data":
         return render_meta_data(_raw(inventory, node), generation)
     if name == "vendor-data":

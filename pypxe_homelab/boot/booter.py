@@ -9,6 +9,7 @@ style is one answer variant (if the wire needs a new shape) plus one rule here; 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +53,8 @@ from pypxe_homelab.rootfiles import static_file
 # What a served file is, for the timeline and the install lifecycle.
 KERNEL_NAMES = ("linux", "vmlinuz", "kernel", "bzimage")
 
+log = logging.getLogger("pypxe_homelab.boot")
+
 
 class NodeStatus(Protocol):
     """A node's install state as the booter needs it."""
@@ -69,6 +72,10 @@ class NodeStates(Protocol):
     def node_state(self, device_id: str) -> NodeStatus: ...
 
     def mac_for_ip(self, ip: str) -> str | None: ...
+
+    def install_token(self, device_id: str, generation: int) -> str: ...
+
+    def boot_address(self, device_id: str) -> str | None: ...
 
 
 class BootEnvironment(Protocol):
@@ -330,6 +337,23 @@ class InventoryBooter:
             if rest.startswith("cloud-init/") and rest.removeprefix("cloud-init/") in SEED_FILES:
                 if node is None:
                     return HttpRefusal(404, f"{device_id} is not in the inventory", device_id, mac)
+                booted = env.store.boot_address(device_id)
+                if ask.client_ip and ask.client_ip != booted:
+                    # the seed holds the install token and the node's settings: only for the machine that
+                    # network-booted as this node in its current boot (not tied to it: no record changes)
+                    log.warning(
+                        "%s: refused /%s to %s: only the address that network-booted as this node gets it (%s)",
+                        device_id,
+                        ask.path,
+                        ask.client_ip,
+                        booted or "none in its current boot",
+                    )
+                    return HttpRefusal(
+                        403,
+                        f"only the address that network-booted as {device_id} in its current boot gets its seed",
+                        None,
+                        None,
+                    )
                 generation = env.store.node_state(device_id).generation
                 body = cloud_init_file(
                     inventory,
@@ -337,6 +361,7 @@ class InventoryBooter:
                     rest.removeprefix("cloud-init/"),
                     env.base_url_for(ask.client_ip),
                     generation,
+                    env.store.install_token(device_id, generation),
                 )
                 return FileAnswer(data=body.encode(), what="cloud-init", device_id=device_id, mac=mac)
             if rest == SCRIPT_NAME:

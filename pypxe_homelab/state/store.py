@@ -7,8 +7,11 @@ Which device ids are registered, and their install policy, come from the invento
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -58,6 +61,7 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, client TEXT, mac TEXT, detail TEXT NOT NULL, time REAL NOT NULL,
     dedupe TEXT, repeat INTEGER NOT NULL DEFAULT 1, last_time REAL);
 CREATE INDEX IF NOT EXISTS events_device ON events (device_id, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ip_mac (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, time REAL NOT NULL);
 """
 
@@ -402,6 +406,24 @@ class StateStore:
         )
 
     # -- queries --------------------------------------------------------------------------------
+
+    def install_token(self, device_id: str, generation: int) -> str:
+        """The token of one install of ``device_id``: an HMAC of a random secret kept in this database, so
+        only the node's own user-data (and this store) knows it, and a new generation gets a new one."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'install-secret'").fetchone()
+            if row is None:
+                secret = secrets.token_hex(32)
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('install-secret', ?)", (secret,))
+            else:
+                secret = row[0]
+        message = f"{device_id}:{generation}".encode()
+        return hmac.new(bytes.fromhex(secret), message, hashlib.sha256).hexdigest()[:32]
+
+    def boot_address(self, device_id: str) -> str | None:
+        """The address ``device_id``'s firmware used in its current boot, or None."""
+        rec = self.device(device_id)
+        return rec.boot_ip if rec else None
 
     def node_state(self, device_id: str) -> NodeState:
         """The node's lifecycle state; a node never seen is 'discovered', generation 1."""

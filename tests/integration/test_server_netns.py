@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -309,12 +310,26 @@ def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
 INSTALLER = "01-52-54-00-a0-00-0b"
 
 
-def _post_event(lab: Lab, device_id: str, event: dict) -> int:
-    url = f"http://{lab.server_ip}:12345/{device_id}/events"
+def _post_event(lab: Lab, device_id: str, event: dict, token: str = "", host: str = "client") -> int:
+    url = f"http://{lab.server_ip}:12345/{device_id}/events?token={token}"
     body = json.dumps(event).encode()
     return http_request(
-        lab.lan, "client", url, method="POST", headers={"Content-Type": "application/json"}, data=body
+        lab.lan, host, url, method="POST", headers={"Content-Type": "application/json"}, data=body
     )["status"]
+
+
+def _token_of(user_data: str) -> str:
+    match = re.search(r"events\?token=([0-9a-f]+)", user_data)
+    assert match, user_data
+    return match.group(1)
+
+
+def _callback(lab: Lab, device_id: str, token: str, host: str = "client") -> int:
+    url = f"http://{lab.server_ip}:12345/{device_id}/installed"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    return http_request(lab.lan, host, url, method="POST", headers=form, data=f"token={token}".encode())[
+        "status"
+    ]
 
 
 def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) -> None:
@@ -337,6 +352,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
             lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
         )
         assert user["text"].startswith("#cloud-config\n") and TEST_PUBLIC_KEY in user["text"]
+        token = _token_of(user["text"])
         base = {"origin": "curtin", "level": "INFO", "timestamp": 1.0}
         for event_type, name in [
             ("start", "subiquity/Install/install"),
@@ -354,6 +370,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
                         "description": name,
                         "result": "SUCCESS",
                     },
+                    token,
                 )
                 == 200
             )
@@ -370,11 +387,22 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
                     "description": "",
                     "result": "SUCCESS",
                 },
+                token,
             )
             == 200
         )
-        callback = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
-        assert callback["status"] == 200
+        # a plain GET (any web page could make one) and a report from another address change nothing
+        before = json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"]
+        plain_get = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
+        assert plain_get["status"] in (404, 405)
+        assert _callback(lab, INSTALLER, token, host="server") == 403
+        fail = {**base, "event_type": "finish", "name": "subiquity/Install/install", "result": "FAIL"}
+        assert _post_event(lab, INSTALLER, fail, token, host="server") == 403
+        assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == before
+        seed = f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
+        assert http_request(lab.lan, "server", seed)["status"] == 403  # the seed: only to the booted address
+        assert "only the address that network-booted as this node gets it" in lab.server.log()
+        assert _callback(lab, INSTALLER, token) == 200
         assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == "installed"
         lab.server.stop()
         lab.server.start()

@@ -51,7 +51,7 @@ def test_user_data_is_cloud_config_and_passes_its_release_schema(tmp_path, devic
     }
     assert doc["reporting"]["pypxe"] == {
         "type": "webhook",
-        "endpoint": f"{BASE_URL}/{device_id}/events",
+        "endpoint": f"{BASE_URL}/{device_id}/events?token=<install-token>",  # render shows the placeholder
         "level": "INFO",
     }
     assert doc["shutdown"] == "reboot"
@@ -128,7 +128,11 @@ def test_late_commands_sudoers_iptables_legacy_and_callback(tmp_path):
     assert "chmod 0440 /target/etc/sudoers.d/90-ubuntu-nopasswd" in late
     legacy = [c for c in late if "legacy" in c]
     assert len(legacy) == 2 and all(c.startswith("curtin in-target -- sh -c ") for c in legacy)
-    assert late[-1] == f"wget -q -O /dev/null {BASE_URL}/{PC_ID}/installed || true"
+    # a POST carrying the install token (a GET changes nothing)
+    assert (
+        late[-1]
+        == f"wget -q -O /dev/null --post-data=token=<install-token> {BASE_URL}/{PC_ID}/installed || true"
+    )
 
 
 def test_meta_data_instance_id_changes_per_generation(tmp_path):
