@@ -289,11 +289,10 @@ def test_reinstall_rearms_the_installer_with_a_new_instance_id(installer: Instal
     assert status["state"] == "discovered"
     assert status["generation"] == 2
 
-    # the running server serves the new seed; fetching it counts as the new install starting
+    # the seed is only for the address that network-booted as the node: another host gets 403, nothing moves
     served = lab.lan.run(
         "server", ["busybox", "wget", "-q", "-O", "-", f"{installer.node_url}/cloud-init/meta-data"]
     )
-    assert served.returncode == 0, served.stderr
-    assert f"instance-id: {DEVICE_ID}-2" in served.stdout
+    assert served.returncode != 0 and "403" in served.stderr
     status = installer.status()
-    assert (status["state"], status["generation"]) == ("installing", 2)
+    assert (status["state"], status["generation"]) == ("discovered", 2)
