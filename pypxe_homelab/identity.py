@@ -233,7 +233,19 @@ def split_node_path(path: str) -> tuple[str, str] | None:
     return head, rest
 
 
-def add_command(device_id: str, ip: str | None = None, prefix: int | None = None) -> str:
-    """The command that registers ``device_id``; the address suggested is the one it has now, if known."""
-    address = f"{ip}/{prefix or 24}" if ip else "<address>/<prefix>"
-    return f"pypxe-homelab add {device_id} --node-address {address}"
+def add_command(device_id: str, network: ipaddress.IPv4Network | None = None) -> str:
+    """The command that registers ``device_id``, with the prefix length of ``network`` (the served LAN the
+    machine is on) when known. The address is left for the user: the one the machine has now is a lease from
+    the router's pool, which the router may hand to another machine (``address_note`` says so)."""
+    prefix = str(network.prefixlen) if network else "<prefix>"
+    return f"pypxe-homelab add {device_id} --node-address <address>/{prefix}"
+
+
+def address_note(network: ipaddress.IPv4Network | None = None, ip: str | None = None) -> str:
+    """What ``<address>`` of ``add_command`` must be."""
+    where = f"a free address of {network}" if network else "a free address of your LAN"
+    now = f" ({ip}, which it has now, comes from that pool)" if ip else ""
+    return (
+        f"<address>: {where} outside your router's DHCP pool{now}, or an address reserved for this machine "
+        "on the router"
+    )

@@ -1,4 +1,10 @@
-"""Logging for `serve`: one readable line per event, or one JSON object per line with --log-format json."""
+"""Logging for `serve`: one readable line per event, or one JSON object per line with --log-format json.
+
+Client bytes (request paths, file names, vendor classes) reach log messages; the text log shows every control
+character, escape sequence and bidirectional-override character as a visible escape (``\\x1b``), so a client
+cannot move the cursor, recolour or rewrite a terminal that shows the log. An unexpected error is one line
+(its type and message) pointing at ``--debug``, which adds the traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,37 @@ from pypxe_homelab.events import Event
 events_log = logging.getLogger("pypxe_homelab.events")
 
 
+DEBUG_HINT = "traceback: run `pypxe-homelab serve --debug`"
+
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+_ESCAPES.update(
+    {
+        code: f"\\u{code:04x}"
+        for code in (0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    }
+)
+
+
+def printable(text: str) -> str:
+    """``text`` with control, escape and bidi-override characters shown as escapes (one line, inert)."""
+    return text.translate(_ESCAPES)
+
+
+def _exception_line(record: logging.LogRecord) -> str:
+    """``Type: message`` of the record's exception, or ""."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return ""
+    exc = record.exc_info[1]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; event records carry the whole event."""
+
+    def __init__(self, debug: bool = False) -> None:
+        super().__init__()
+        self.debug = debug
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
@@ -31,19 +66,37 @@ class JsonFormatter(logging.Formatter):
                 "mac": event.mac,
                 "detail": event.detail,
             }
+        error = _exception_line(record)
+        if error:
+            doc["error"] = error
+            if self.debug and record.exc_info:
+                doc["traceback"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
 
 
 class TextFormatter(logging.Formatter):
+    """``<time> [LEVEL: ]<message>``, one line; with ``debug`` an error's traceback follows it."""
+
+    def __init__(self, debug: bool = False) -> None:
+        super().__init__()
+        self.debug = debug
+
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         level = "" if record.levelno == logging.INFO else f"{record.levelname}: "
-        return f"{stamp} {level}{record.getMessage()}"
+        line = f"{stamp} {level}{printable(record.getMessage())}"
+        error = _exception_line(record)
+        if not error:
+            return line
+        if self.debug and record.exc_info:
+            return f"{line}: {printable(error)}\n{self.formatException(record.exc_info)}"
+        return f"{line}: {printable(error)} ({DEBUG_HINT})"
 
 
 def configure(log_format: str = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    debug = level <= logging.DEBUG
+    handler.setFormatter(JsonFormatter(debug) if log_format == "json" else TextFormatter(debug))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

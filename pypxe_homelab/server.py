@@ -15,9 +15,10 @@ from pathlib import Path
 from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.boot.booter import InventoryBooter
+from pypxe_homelab.boot.host_checks import host_problems
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.loader import load_inventory, load_or_default
-from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
+from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import ConfigError, UserError
 from pypxe_homelab.events import Event, Kind
 from pypxe_homelab.identity import is_pi_serial
@@ -50,6 +51,35 @@ def served_interfaces(inventory: Inventory) -> list[InterfaceInfo]:
     return [InterfaceInfo.of(name) for name in names]
 
 
+# Settings a running server cannot change: they are bound sockets, the advertised address and the data folder.
+RESTART_ONLY_SERVER = (
+    "interfaces",
+    "address",
+    "http_port",
+    "tftp_port",
+    "tftp_max_transfers",
+    "tftp_max_per_client",
+    "tftp_windowsize",
+    "proxy_dhcp",
+)
+
+
+def keep_restart_only(running: Inventory, new: Inventory) -> Inventory:
+    """``new`` with the restart-only settings (RESTART_ONLY_SERVER, ``paths``) of ``running``."""
+    server = replace(new.server, **{key: getattr(running.server, key) for key in RESTART_ONLY_SERVER})
+    return replace(new, server=server, paths=running.paths)
+
+
+def restart_pending(running: Inventory, new: Inventory) -> list[str]:
+    """The dotted keys whose new value in ``new`` waits for a restart."""
+    keys = [
+        f"server.{key}"
+        for key in RESTART_ONLY_SERVER
+        if getattr(running.server, key) != getattr(new.server, key)
+    ]
+    return keys + (["paths.root"] if running.paths != new.paths else [])
+
+
 def describe_changes(old: Inventory, new: Inventory) -> list[str]:
     """Human lines for what a reload changed: nodes added, removed, changed; settings that need a restart."""
     lines = []
@@ -59,45 +89,56 @@ def describe_changes(old: Inventory, new: Inventory) -> list[str]:
         lines.append(f"node removed: {device_id}")
     for device_id in sorted(old.nodes.keys() & new.nodes.keys()):
         a, b = old.nodes[device_id], new.nodes[device_id]
-        if _without_line(a) != _without_line(b):
+        if replace(a, line=None) != replace(b, line=None):  # a moved line is not a change
             lines.append(f"node changed: {device_id}")
     if old.defaults != new.defaults:
         lines.append("defaults changed")
-    restart = []
-    for key in (
-        "interfaces",
-        "address",
-        "http_port",
-        "tftp_port",
-        "tftp_max_transfers",
-        "tftp_max_per_client",
-        "tftp_windowsize",
-        "proxy_dhcp",
-    ):
-        if getattr(old.server, key) != getattr(new.server, key):
-            restart.append(f"server.{key}")
-    if old.paths != new.paths:
-        restart.append("paths.root")
+    restart = restart_pending(old, new)
     if restart:
-        lines.append(f"{', '.join(restart)} changed: takes effect after a restart of the server")
+        lines.append(f"{', '.join(restart)} changed: the old value stays in use until the server restarts")
     return lines
 
 
-def _without_line(node: Node) -> Node:  # the source line moves when other nodes are edited; not a change
-    return replace(node, line=None)
+def dropped_every_node(old: Inventory, new: Inventory) -> str | None:
+    """Why ``new`` must not replace ``old``: it has no nodes, ``old`` has some, and it does not say
+    ``nodes: {}`` (an emptied or truncated file, not a decision); None when it may be applied."""
+    if old.nodes and not new.nodes and not new.nodes_declared_empty:
+        return (
+            f"it has no nodes but {len(old.nodes)} node(s) are served (an emptied or cut-off file?); "
+            "to remove every node on purpose, write `nodes: {}`"
+        )
+    return None
+
+
+Loader = Callable[[Path], Inventory]
+HostCheck = Callable[[Inventory], list[str]]
 
 
 class ConfigWatcher:
-    """Polls config.yaml (and reacts to SIGHUP); applies a valid edit, keeps the last good config otherwise."""
+    """Polls config.yaml (and reacts to SIGHUP); applies a valid edit, keeps the last good config otherwise.
+
+    The file is read and validated in a worker thread, so a slow or huge file never stalls DHCP, TFTP or
+    HTTP, nor the handling of SIGTERM. Restart-only settings keep their running value; a file that would
+    drop every node is reported and not applied.
+    """
 
     def __init__(
-        self, path: Path, runtime: Runtime, on_applied: Callable[[Inventory], None] = lambda inventory: None
+        self,
+        path: Path,
+        runtime: Runtime,
+        on_applied: Callable[[Inventory], None] = lambda inventory: None,
+        load: Loader = load_inventory,
+        host_check: HostCheck = host_problems,
     ) -> None:
         self.path = path
         self.runtime = runtime
         self.on_applied = on_applied
+        self.load = load
+        self.host_check = host_check
         self._stamp = self._file_stamp()
         self._last_error: str | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
 
     def _file_stamp(self) -> tuple | None:
         try:
@@ -106,31 +147,51 @@ class ConfigWatcher:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def check(self, force: bool = False) -> bool:
+    async def check(self, force: bool = False) -> bool:
         """Reload if the file changed (or ``force``). Returns True when a new inventory was applied."""
-        stamp = self._file_stamp()
-        if not force and stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        if stamp is None:
-            if self.runtime.inventory.source is not None:
-                self._report_once(f"{self.path}: file is gone; still serving the last good config")
-            return False
-        try:
-            new = load_inventory(self.path)
-        except ConfigError as exc:
-            self._report_once("; ".join(exc.errors) + " — still serving the last good config")
-            return False
-        except UserError as exc:
-            self._report_once(f"{exc} — still serving the last good config")
-            return False
+        async with self._lock:
+            stamp = self._file_stamp()
+            if not force and stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            if stamp is None:
+                if self.runtime.inventory.source is not None:
+                    self._report_once(f"{self.path}: file is gone; still serving the last good config")
+                return False
+            try:
+                new = await asyncio.to_thread(self.load, self.path)
+                # the file as written must work on this host, restart-only settings included
+                problems = await asyncio.to_thread(self.host_check, new)
+                if problems:
+                    raise ConfigError(problems)
+            except ConfigError as exc:
+                self._report_once("; ".join(exc.errors) + " — still serving the last good config")
+                return False
+            except UserError as exc:
+                self._report_once(f"{exc} — still serving the last good config")
+                return False
+            return self.apply(new)
+
+    def apply(self, new: Inventory) -> bool:
+        """Make ``new`` the served inventory (restart-only settings kept); False when it was refused."""
         old = self.runtime.inventory
-        self.runtime.inventory = new
-        self._last_error = None
+        refused = dropped_every_node(old, new)
+        if refused:
+            self._report_once(f"{self.path}: {refused} — still serving the last good config")
+            return False
         changes = describe_changes(old, new)
+        applied = keep_restart_only(old, new)
+        self.runtime.inventory = applied
+        self._last_error = None
         log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no changes")
-        self.on_applied(new)
+        self.on_applied(applied)
         return True
+
+    def reload_now(self) -> None:
+        """Reload at once (SIGHUP), in the background."""
+        task = asyncio.get_running_loop().create_task(self._check_logged(force=True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _report_once(self, message: str) -> None:
         digest = hashlib.sha256(message.encode()).hexdigest()
@@ -138,13 +199,16 @@ class ConfigWatcher:
             log.error("config not applied: %s", message)
             self._last_error = digest
 
+    async def _check_logged(self, force: bool = False) -> None:
+        try:
+            await self.check(force)
+        except Exception:  # the server must outlive any reload problem
+            log.error("config reload failed; still serving the last good config", exc_info=True)
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(RELOAD_POLL_SECONDS)
-            try:
-                self.check()
-            except Exception:  # the server must outlive any reload problem
-                log.exception("config reload failed; still serving the last good config")
+            await self._check_logged()
 
 
 class Server:
@@ -221,7 +285,7 @@ class Server:
             watcher = ConfigWatcher(self.config_path, runtime, check_later)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
-            loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
+            loop.add_signal_handler(signal.SIGHUP, watcher.reload_now)
             watch_task = asyncio.create_task(watcher.run())
             sessions_task = asyncio.create_task(iscsi.watch(_current_inventory(runtime)))
             await self._stopping.wait()

@@ -31,12 +31,19 @@ class MemoryStates:
 
     states: dict[str, _State] = field(default_factory=dict)
     macs: dict[str, str] = field(default_factory=dict)
+    boot_ips: dict[str, str] = field(default_factory=dict)
 
     def node_state(self, device_id: str) -> _State:
         return self.states.get(device_id, _State())
 
     def mac_for_ip(self, ip: str) -> str | None:
         return self.macs.get(ip)
+
+    def install_token(self, device_id: str, generation: int) -> str:
+        return f"token-{device_id}-{generation}"
+
+    def boot_address(self, device_id: str) -> str | None:
+        return self.boot_ips.get(device_id)
 
 
 def inventory_booter(

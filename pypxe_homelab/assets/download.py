@@ -3,19 +3,26 @@
 Bytes go to ``<dest>.part``; an interrupted download keeps it and the next call continues with an HTTP Range
 request. The finished file is checked against its sha256 and only then renamed to ``dest``, so ``dest`` exists
 only when it is complete and verified.
+
+urllib's default opener honours the standard proxy variables (``http_proxy``, ``https_proxy``, ``no_proxy``, in
+either case). A host that cannot look the server up, or has no route to it, is told so at once (with the
+caller's offline alternative), not asked to retry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pypxe_homelab.errors import UserError
 
@@ -24,6 +31,13 @@ TIMEOUT = 60.0
 USER_AGENT = "pypxe-homelab"
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+_NO_ROUTE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)
+
+
+class _Unreachable(Exception):
+    """The server cannot be reached at all from this host (no DNS, no route): retrying will not help."""
 
 
 class _Interrupted(Exception):
@@ -51,11 +65,14 @@ def fetch(
     progress: bool = True,
     retries: int = 3,
     timeout: float = TIMEOUT,
+    offline_hint: str = "",
 ) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify ``sha256`` and rename into place.
 
     ``url`` may be a list of mirrors, tried in order while they answer 404/410. A dropped connection is
     resumed up to ``retries`` times; after that the ``.part`` file stays and a UserError says to run again.
+    When the server cannot be reached at all (no DNS, no route) the UserError says so and adds
+    ``offline_hint`` (how to get the file another way).
     A checksum mismatch deletes the ``.part`` file and raises UserError. Returns ``dest``.
     """
     urls = [url] if isinstance(url, str) else list(url)
@@ -73,6 +90,10 @@ def fetch(
         except _NotThere as exc:
             last_error = str(exc)
             continue
+        except _Unreachable as exc:
+            proxy = "" if _proxy_for(candidate) else "; behind a proxy, set https_proxy and http_proxy"
+            hint = f"; {offline_hint}" if offline_hint else ""
+            raise UserError(f"cannot download {dest.name}: {exc}{hint}{proxy}") from None
         _finish(part, dest, expected, candidate)
         return dest
     raise UserError(f"cannot download {dest.name}: {last_error}")
@@ -110,12 +131,31 @@ def _download(url: str, part: Path, *, progress: bool, retries: int, timeout: fl
                 ) from None
 
 
+def _proxy_for(url: str) -> str | None:
+    """The proxy urllib uses for ``url`` (from the environment), or None."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def _unreachable(url: str, exc: OSError) -> _Unreachable | None:
+    """A connection error that means this host cannot reach the server at all, described; else None."""
+    host = _proxy_for(url) or urlsplit(url).hostname or url
+    if isinstance(exc, socket.gaierror):
+        return _Unreachable(f"this host cannot look up {host} (no working DNS, or no internet connection)")
+    if exc.errno in _NO_ROUTE:
+        return _Unreachable(f"this host has no route to {host} (no internet connection?)")
+    return None
+
+
 def _open(url: str, offset: int, timeout: float):
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) URLs from the catalogue
+        # a fresh opener reads the proxy variables now (the shared one keeps those of its first use)
+        return urllib.request.build_opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             return exc  # the .part file may already hold everything
@@ -124,7 +164,7 @@ def _open(url: str, offset: int, timeout: float):
         raise UserError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, OSError):
-            raise exc.reason from None
+            raise _unreachable(url, exc.reason) or exc.reason from None
         raise UserError(f"{url}: {exc.reason}") from None
 
 

@@ -175,7 +175,11 @@ def fetch_image(name: str, root: Path, *, progress: bool = True) -> ImageInfo:
     _unmark(folder)
     iso_path = folder / entry.iso
     try:
-        fetch(list(entry.urls), iso_path, entry.sha256, progress=progress)
+        offline = (
+            f"download {entry.iso} on a machine with internet ({entry.urls[0]}), then add it with "
+            f"`pypxe-homelab images add PATH/{entry.iso} --name {name}`"
+        )
+        fetch(list(entry.urls), iso_path, entry.sha256, progress=progress, offline_hint=offline)
     except UserError:
         with contextlib.suppress(OSError):
             folder.rmdir()  # only when empty: a resumable .part file stays

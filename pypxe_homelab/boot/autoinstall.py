@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,17 +23,18 @@ from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
 from pypxe_homelab.assets.images import image_paths, image_release, iso_file_name, load_catalogue
 from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
 from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config import values as V
 from pypxe_homelab.config.hostnet import default_gateway, upstream_dns
 from pypxe_homelab.config.model import Inventory, Node
-from pypxe_homelab.config.ssh_keys import default_authorized_keys, parse_public_key
+from pypxe_homelab.config.ssh_keys import default_authorized_keys, invoking_user_home, parse_public_key
 from pypxe_homelab.errors import UserError
 
 USERNAME = "ubuntu"
 SUDOERS_FILE = "/target/etc/sudoers.d/90-ubuntu-nopasswd"
 PI_INTERFACE = "eth0"  # a Pi's device id carries no MAC: match the on-board NIC by name
 SEED_FILES = ("user-data", "meta-data", "vendor-data", "network-config")
+TOKEN_PLACEHOLDER = "<install-token>"  # what `render` shows; the served user-data holds the real one
 
-_CRYPT_HASH = re.compile(r"^\$(6|5|y)\$\S+\$\S+$")
 _CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -69,12 +69,15 @@ def _salt_for(device_id: str) -> str:
 
 @lru_cache(maxsize=256)
 def password_hash(password: str, device_id: str) -> str:
-    """A configured ``$6$``/``$5$``/``$y$`` crypt hash unchanged; a plaintext hashed with SHA-512 crypt, salted
-    from the device id (so every render of a node is the same text)."""
-    if _CRYPT_HASH.match(password):
+    """A configured SHA-512 (``$6$``) or yescrypt (``$y$``) hash unchanged; a plaintext hashed with SHA-512
+    crypt, salted from the device id (so every render of a node is the same text). Any other ``$id$`` value
+    is refused (``values.password``)."""
+    try:
+        V.password(password)
+    except V.Invalid as exc:
+        raise UserError(f"node {device_id}: password: {exc}") from None
+    if V.password_kind(password) != "plaintext":
         return password
-    if not password:
-        raise UserError(f"node {device_id}: empty password; set defaults.password (plaintext or a $6$ hash)")
     return sha512_crypt.using(salt=_salt_for(device_id), rounds=5000).hash(password)
 
 
@@ -101,7 +104,7 @@ def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
         lines = [x for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
         origin = str(path)
     else:
-        lines, origin = default_authorized_keys(), "~/.ssh/authorized_keys"
+        lines, origin = default_authorized_keys(), str(invoking_user_home() / ".ssh" / "authorized_keys")
     keys = []
     for number, line in enumerate(lines, 1):
         try:
@@ -111,7 +114,7 @@ def authorized_keys(inventory: Inventory, node: Node) -> list[str]:
     if not keys:
         raise UserError(
             f"{where}: no SSH public key to install (looked in {origin}); "
-            "set defaults.ssh_authorized_keys to a line of your ~/.ssh/id_ed25519.pub"
+            "set defaults.ssh_authorized_keys in config.yaml to a line of your ~/.ssh/id_ed25519.pub"
         )
     return keys
 
@@ -141,23 +144,73 @@ def _network(eff: Node, host: HostNetwork) -> dict[str, Any]:
     return {"version": 2, "ethernets": {"nic0" if eff.mac else PI_INTERFACE: nic}}
 
 
-def _late_commands(username: str, node_url: str) -> list[str]:
+def _use_legacy(name: str) -> str:
+    """Switch ``name`` to its ``-legacy`` variant (k3s) only when the target offers that alternative: a
+    failing late-command aborts the whole install."""
+    legacy = f"/usr/sbin/{name}-legacy"
+    return (
+        f"curtin in-target -- sh -c 'if update-alternatives --list {name} 2>/dev/null | grep -qx {legacy}; "
+        f"then update-alternatives --set {name} {legacy}; fi'"
+    )
+
+
+def _late_commands(username: str, node_url: str, token: str) -> list[str]:
     return [
         f"echo '{username} ALL=(ALL) NOPASSWD:ALL' > {SUDOERS_FILE}",
         f"chmod 0440 {SUDOERS_FILE}",
-        "curtin in-target -- update-alternatives --set iptables /usr/sbin/iptables-legacy",
-        "curtin in-target -- update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy",
-        f"wget -q -O /dev/null {node_url}/installed || true",
+        *(_use_legacy(name) for name in ("iptables", "ip6tables")),
+        f"wget -q -O /dev/null --post-data=token={token} {node_url}/installed || true",
     ]
 
 
+def _key_lists(doc: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every place of the autoinstall mapping whose keys end up on the machine, with its dotted name."""
+    found: list[tuple[str, Any]] = []
+    ssh = doc.get("ssh")
+    if isinstance(ssh, Mapping) and "authorized-keys" in ssh:
+        found.append(("autoinstall.ssh.authorized-keys", ssh["authorized-keys"]))
+    user_data = doc.get("user-data")
+    if isinstance(user_data, Mapping):
+        for key in ("ssh_authorized_keys", "ssh-authorized-keys"):
+            if key in user_data:
+                found.append((f"autoinstall.user-data.{key}", user_data[key]))
+        users = user_data.get("users")
+        for index, user in enumerate(users if isinstance(users, list) else []):
+            for key in ("ssh_authorized_keys", "ssh-authorized-keys"):
+                if isinstance(user, Mapping) and key in user:
+                    found.append((f"autoinstall.user-data.users[{index}].{key}", user[key]))
+    return found
+
+
+def _check_override_keys(doc: Mapping[str, Any], where: str) -> None:
+    """The same public-key check for keys given through ``autoinstall`` overrides as for ssh_authorized_keys."""
+    for name, keys in _key_lists(doc):
+        if not isinstance(keys, list):
+            raise UserError(f"{where}: {name}: is not a list; write a list of public key lines")
+        for index, line in enumerate(keys):
+            try:
+                if not isinstance(line, str):
+                    raise ValueError(f"{line!r} is not a public key line")
+                parse_public_key(line)
+            except ValueError as exc:
+                raise UserError(
+                    f"{where}: {name}[{index}]: {exc}; paste one line of a .pub file, like ssh-ed25519 AAAA… you@host"
+                ) from None
+
+
 def build_autoinstall(
-    inventory: Inventory, node: Node, base_url: str, *, host: HostNetwork | None = None
+    inventory: Inventory,
+    node: Node,
+    base_url: str,
+    *,
+    host: HostNetwork | None = None,
+    token: str = TOKEN_PLACEHOLDER,
 ) -> dict[str, Any]:
     """The value of the ``autoinstall:`` key for ``node`` (Subiquity autoinstall reference).
 
     ``defaults.autoinstall`` then ``nodes.<id>.autoinstall`` are deep-merged over the generated mapping; their
     ``late-commands`` are appended to the generated ones (which hold the sudoers file and the install callback).
+    ``token`` is the node's per-install token: only its webhook and callback carrying it change its state.
     """
     raw = _raw(inventory, node)
     eff = inventory.effective(raw)
@@ -176,7 +229,9 @@ def build_autoinstall(
         },
         "network": _network(eff, host or detect_host_network()),
         "storage": copy.deepcopy(dict(inventory.defaults.storage)),
-        "reporting": {"pypxe": {"type": "webhook", "endpoint": f"{node_url}/events", "level": "INFO"}},
+        "reporting": {
+            "pypxe": {"type": "webhook", "endpoint": f"{node_url}/events?token={token}", "level": "INFO"}
+        },
         "shutdown": "reboot",
     }
     extra_late: list[Any] = []
@@ -184,17 +239,24 @@ def build_autoinstall(
         override = dict(override)
         extra_late += list(override.pop("late-commands", None) or [])
         doc = deep_merge(doc, override)
+    _check_override_keys(doc, f"node {raw.name} ({raw.device_id})")
     username = str(doc.get("identity", {}).get("username", USERNAME))
-    doc["late-commands"] = _late_commands(username, node_url) + extra_late
+    doc["late-commands"] = _late_commands(username, node_url, token) + extra_late
     return doc
 
 
 def render_user_data(
-    inventory: Inventory, node: Node, base_url: str, generation: int, *, host: HostNetwork | None = None
+    inventory: Inventory,
+    node: Node,
+    base_url: str,
+    generation: int,
+    *,
+    host: HostNetwork | None = None,
+    token: str = TOKEN_PLACEHOLDER,
 ) -> str:
     """``user-data``: ``#cloud-config`` on the first line, then the ``autoinstall:`` mapping."""
     raw = _raw(inventory, node)
-    doc = build_autoinstall(inventory, raw, base_url, host=host)
+    doc = build_autoinstall(inventory, raw, base_url, host=host, token=token)
     body = yaml.safe_dump({"autoinstall": doc}, sort_keys=False, default_flow_style=False, width=4096)
     return render_template(
         "user-data.j2", device_id=raw.device_id, hostname=raw.name, generation=generation, body=body
@@ -216,10 +278,17 @@ def render_network_config() -> str:
     return ""
 
 
-def seed_file(inventory: Inventory, node: Node, name: str, base_url: str, generation: int) -> str | None:
+def seed_file(
+    inventory: Inventory,
+    node: Node,
+    name: str,
+    base_url: str,
+    generation: int,
+    token: str = TOKEN_PLACEHOLDER,
+) -> str | None:
     """The body of ``/<id>/cloud-init/<name>``, or None for a name that is not a seed file (→ 404)."""
     if name == "user-data":
-        return render_user_data(inventory, node, base_url, generation)
+        return render_user_data(inventory, node, base_url, generation, token=token)
     if name == "meta-data":
         return render_meta_data(_raw(inventory, node), generation)
     if name == "vendor-data":
@@ -249,7 +318,8 @@ def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = N
     else:
         if image_paths(root, eff.os) is None:
             problems.append(
-                f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}`"
+                f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}` "
+                f"(without internet: `pypxe-homelab images add PATH.iso --name {eff.os}`)"
             )
         tokens = installer_tokens("http://255.255.255.255:65535", raw.device_id, iso_file, eff.cmdline)
         problems += [f"{where}: {p}" for p in cmdline_problems(tokens)]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pypxe_homelab.assets.images import image_paths
-from pypxe_homelab.boot.autoinstall import check_node, seed_file
+from pypxe_homelab.boot.autoinstall import TOKEN_PLACEHOLDER, check_node, seed_file
 from pypxe_homelab.boot.kernel_cmdline import node_http_file, node_installer_boot
 from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, Node
@@ -32,9 +32,16 @@ def node_file(inventory: Inventory, device_id: str, rel_path: str) -> Path | Non
     return node_http_file(inventory, inventory.paths.httproot, device_id, rel_path)
 
 
-def cloud_init_file(inventory: Inventory, node: Node, name: str, base_url: str, generation: int) -> str:
+def cloud_init_file(
+    inventory: Inventory,
+    node: Node,
+    name: str,
+    base_url: str,
+    generation: int,
+    token: str = TOKEN_PLACEHOLDER,
+) -> str:
     """Body of ``/<id>/cloud-init/<name>`` (user-data, meta-data, vendor-data, network-config)."""
-    body = seed_file(inventory, node, name, base_url, generation)
+    body = seed_file(inventory, node, name, base_url, generation, token)
     if body is None:
         raise UserError(f"{name} is not a cloud-init seed file")
     return body

@@ -9,6 +9,7 @@ style is one answer variant (if the wire needs a new shape) plus one rule here; 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from pypxe_homelab.boot.autoinstall import SEED_FILES
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
 from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import render_loader_config
+from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.identity import (
     config_name_device_id,
@@ -51,6 +53,8 @@ from pypxe_homelab.rootfiles import static_file
 # What a served file is, for the timeline and the install lifecycle.
 KERNEL_NAMES = ("linux", "vmlinuz", "kernel", "bzimage")
 
+log = logging.getLogger("pypxe_homelab.boot")
+
 
 class NodeStatus(Protocol):
     """A node's install state as the booter needs it."""
@@ -68,6 +72,10 @@ class NodeStates(Protocol):
     def node_state(self, device_id: str) -> NodeStatus: ...
 
     def mac_for_ip(self, ip: str) -> str | None: ...
+
+    def install_token(self, device_id: str, generation: int) -> str: ...
+
+    def boot_address(self, device_id: str) -> str | None: ...
 
 
 class BootEnvironment(Protocol):
@@ -295,6 +303,15 @@ class InventoryBooter:
                 return None
             state = env.store.node_state(device_id).state if device_id else None
             choice = boot_choice(env.inventory, device_id, state)
+            if choice.action == "install" and not config_name_device_id(name):
+                # `default` names no machine: the one it maps to is only known by its address, which another
+                # machine can take over, so it never gets an installer (PXELINUX asks 01-<mac> first anyway)
+                choice = BootChoice(
+                    "local",
+                    device_id,
+                    choice.node,
+                    "an installer is only served for pxelinux.cfg/01-<mac>, the name that says which machine asks",
+                )
             text = render_loader_config(
                 choice,
                 tree=tree,
@@ -320,6 +337,23 @@ class InventoryBooter:
             if rest.startswith("cloud-init/") and rest.removeprefix("cloud-init/") in SEED_FILES:
                 if node is None:
                     return HttpRefusal(404, f"{device_id} is not in the inventory", device_id, mac)
+                booted = env.store.boot_address(device_id)
+                if ask.client_ip and ask.client_ip != booted:
+                    # the seed holds the install token and the node's settings: only for the machine that
+                    # network-booted as this node in its current boot (not tied to it: no record changes)
+                    log.warning(
+                        "%s: refused /%s to %s: only the address that network-booted as this node gets it (%s)",
+                        device_id,
+                        ask.path,
+                        ask.client_ip,
+                        booted or "none in its current boot",
+                    )
+                    return HttpRefusal(
+                        403,
+                        f"only the address that network-booted as {device_id} in its current boot gets its seed",
+                        None,
+                        None,
+                    )
                 generation = env.store.node_state(device_id).generation
                 body = cloud_init_file(
                     inventory,
@@ -327,6 +361,7 @@ class InventoryBooter:
                     rest.removeprefix("cloud-init/"),
                     env.base_url_for(ask.client_ip),
                     generation,
+                    env.store.install_token(device_id, generation),
                 )
                 return FileAnswer(data=body.encode(), what="cloud-init", device_id=device_id, mac=mac)
             if rest == SCRIPT_NAME:
@@ -348,6 +383,10 @@ class InventoryBooter:
         except ValueError:  # PathRefused: an unsafe name is simply not there
             found = None
         if found is None:
+            # a 404 outside a node's own paths is anybody's browser (/favicon.ico, /robots.txt): tied to no
+            # machine, it creates no device record and moves no node
+            if scoped is None:
+                return HttpRefusal(404, f"not found: /{ask.path}", None, None)
             return HttpRefusal(404, f"not found: /{ask.path}", requester, requester_mac)
         return FileAnswer(path=found, what=file_kind(ask.path), device_id=requester, mac=requester_mac)
 

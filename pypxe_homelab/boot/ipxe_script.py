@@ -2,7 +2,8 @@
 
 The decision is ``choose_boot``'s, the kernel, initrds and command-line words are ``kernel_boot``'s; only the
 quoting differs. Each initrd is named, and the command line names it with ``initrd=``, so that a UEFI kernel
-started by iPXE finds it (BIOS kernels ignore the word).
+started by iPXE finds it (BIOS kernels ignore the word). The installer also gets ``BOOTIF=01-<mac>`` of the NIC
+that booted, filled in by iPXE itself, so on a machine with several NICs its ``ip=dhcp`` configures that one.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pypxe_homelab.boot.kernel_cmdline import for_ipxe
 from pypxe_homelab.boot.loader_config import kernel_boot
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config.hostnet import network_of
 from pypxe_homelab.config.model import Inventory
 from pypxe_homelab.errors import UserError
-from pypxe_homelab.identity import add_command, mac_of_device_id
+from pypxe_homelab.identity import add_command, address_note, mac_of_device_id
 
 SCRIPT_NAME = "boot.ipxe"
 
@@ -61,6 +63,7 @@ def render_ipxe_script(
             kernel=_url(kb.kernel),
             initrds=initrds,
             args=for_ipxe([f"initrd={name}" for name, _ in initrds] + list(kb.tokens)),
+            bootif=choice.action == "install",
         )
     if choice.action == "local":
         return render_template(
@@ -74,6 +77,7 @@ def render_ipxe_script(
         "ipxe-unknown.ipxe.j2",
         device_id=device_id,
         mac=mac_of_device_id(device_id) if device_id else None,
-        add_command=echo_text(add_command(device_id, client_ip)) if device_id else "",
+        add_command=echo_text(add_command(device_id, network_of(client_ip))) if device_id else "",
+        address_note=echo_text(address_note(network_of(client_ip), client_ip)),
         timeout_s=max(0, inventory.server.menu_timeout),
     )

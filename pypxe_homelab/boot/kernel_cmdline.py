@@ -117,9 +117,16 @@ def for_pxelinux(tokens: list[str]) -> str:
 
 
 def for_grub(tokens: list[str]) -> str:
-    """Arguments for a GRUB ``linux`` line: ``;``, ``$``, quotes, spaces and other shell-like characters escaped."""
+    """Arguments for a GRUB ``linux`` line: ``;``, ``$``, quotes, spaces and other shell-like characters escaped.
+
+    A word in kernel quoting (``foo="a b"``) loses its quotes and has its space escaped (``foo=a\\ b``): GRUB
+    reads it as the one word ``foo=a b`` and writes it to the kernel as ``"foo=a b"``, which the kernel reads
+    as ``foo`` = ``a b`` (kept, the quotes would reach the kernel escaped, as part of the value).
+    """
     _check_no_newlines(tokens)
-    return " ".join("".join("\\" + c if c in _GRUB_SPECIAL else c for c in token) for token in tokens)
+    return " ".join(
+        "".join("\\" + c if c in _GRUB_SPECIAL else c for c in token.replace('"', "")) for token in tokens
+    )
 
 
 def for_ipxe(tokens: list[str]) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pypxe_homelab.boot.kernel_cmdline import KernelBoot, node_installer_boot, split_extra
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.boot.rendering import render_template
+from pypxe_homelab.config.hostnet import network_of
 from pypxe_homelab.config.model import Inventory
-from pypxe_homelab.identity import add_command, mac_of_device_id
+from pypxe_homelab.identity import add_command, address_note, mac_of_device_id
 
 
 def http_url(base_url: str, path: str) -> str:
@@ -65,7 +66,8 @@ def render_loader_config(
         "pxelinux-unknown.cfg.j2",
         device_id=device_id,
         mac=mac_of_device_id(device_id) if device_id else None,
-        add_command=add_command(device_id, client_ip) if device_id else "",
+        add_command=add_command(device_id, network_of(client_ip)) if device_id else "",
+        address_note=address_note(network_of(client_ip), client_ip),
         config_name=config_name,
         timeout_s=timeout_s,
         timeout_ds=timeout_s * 10,

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.boot.autoinstall import TOKEN_PLACEHOLDER
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, installer_urls
 from pypxe_homelab.boot.booter import (
     Booter,
@@ -126,6 +127,12 @@ class _FixedStates:
         return _State(self.state or "discovered", self.generation)
 
     def mac_for_ip(self, ip: str) -> str | None:
+        return None
+
+    def install_token(self, device_id: str, generation: int) -> str:
+        return TOKEN_PLACEHOLDER  # the served user-data holds the real one
+
+    def boot_address(self, device_id: str) -> str | None:
         return None
 
 

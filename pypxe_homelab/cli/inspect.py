@@ -6,7 +6,11 @@ import ipaddress
 
 import click
 
+from pypxe_homelab.boot.autoinstall_boot import check_nodes
+from pypxe_homelab.boot.host_checks import host_problems
+from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, parse_device_id
+from pypxe_homelab.config import values as V
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import Inventory
 
@@ -35,6 +39,15 @@ def _install_state(inventory: Inventory, device_id: str) -> tuple[str | None, in
         store.close()
 
 
+def password_lines(inventory: Inventory) -> list[str]:
+    """How each configured password is understood (plaintext, SHA-512 or yescrypt hash)."""
+    lines = [f"defaults.password: {V.password_understood(inventory.defaults.password)}"]
+    for node in inventory.nodes.values():
+        if node.password is not None:
+            lines.append(f"nodes.{node.device_id}.password: {V.password_understood(node.password)}")
+    return lines
+
+
 @click.command()
 @click.pass_obj
 def validate(obj: CliContext) -> None:
@@ -43,9 +56,9 @@ def validate(obj: CliContext) -> None:
     if embedded:
         click.echo(f"{obj.config_path} does not exist: the embedded default (no nodes) is valid")
         return
-    from pypxe_homelab.boot.autoinstall_boot import check_nodes
-
-    problems = check_nodes(inventory)
+    for line in password_lines(inventory):
+        click.echo(line)
+    problems = host_problems(inventory) + check_nodes(inventory)
     for line in problems:
         click.echo(f"error: {line}", err=True)
     if problems:
@@ -65,10 +78,15 @@ def render(obj: CliContext, device_id: str) -> None:
     base_url = f"http://{_advertised(inventory)}:{inventory.server.http_port}"
     state, generation = _install_state(inventory, device_id)
     result = preview(inventory, device_id, state, generation, base_url)
-    known = "registered" if inventory.node(device_id) else "NOT in the inventory"
+    node = inventory.node(device_id)
+    known = "registered" if node else "NOT in the inventory"
     click.echo(
         f"# {device_id}: {known}; state {state or 'none yet'}; {result.choice.action}: {result.choice.reason}"
     )
+    if node is not None:
+        click.echo("\n## What it gets")
+        for line in install_plan(inventory, node, state).lines():
+            click.echo(line)
     if result.dhcp:
         click.echo("\n## ProxyDHCP answers")
         for answer in result.dhcp:

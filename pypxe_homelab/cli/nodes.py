@@ -9,11 +9,13 @@ from typing import Any
 import click
 from rich.table import Table
 
+from pypxe_homelab.boot.host_checks import server_addresses
+from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.editor import add_node, remove_node
-from pypxe_homelab.config.loader import load_or_default
+from pypxe_homelab.config.loader import load_inventory, load_or_default
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
 
@@ -25,19 +27,6 @@ def _option(name: str, parse, value: Any) -> Any:
         return parse(value)
     except V.Invalid as exc:
         raise UserError(f"{name}: {exc}") from None
-
-
-def server_addresses(inventory: Inventory) -> list[ipaddress.IPv4Address]:
-    """This server's own addresses: server.address and those of the served interfaces (configured or the
-    default route's)."""
-    found = [inventory.server.address] if inventory.server.address else []
-    default = hostnet.default_route_interface()
-    names = list(inventory.server.interfaces) or ([default] if default else [])
-    for name in names:
-        ipif = hostnet.interface_ipv4(name)
-        if ipif is not None and ipif.ip not in found:
-            found.append(ipif.ip)
-    return found
 
 
 def _check_free(
@@ -138,6 +127,9 @@ def add(
     click.echo(edit.text.rstrip("\r\n"))
     if inherited:
         click.echo(f"It uses {' and '.join(inherited)} from defaults.")
+    after = load_inventory(obj.config_path)
+    for line in install_plan(after, after.nodes[device]).lines():
+        click.echo(line)
     click.echo(RELOAD_NOTE)
 
 

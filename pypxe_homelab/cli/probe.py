@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -20,23 +22,42 @@ from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
 def _kind(d: dict[str, Any]) -> str:
     if d.get("pi"):
         model = {"pi4": "Pi 4", "pi5": "Pi 5"}.get(d.get("pi_model") or "", "Pi")
-        return f"Raspberry {model}" + (f" {d['serial']}" if d.get("serial") else "")
+        serial = d.get("serial")
+        return f"Raspberry {model}" + (f" {serial}" if serial and serial != d["device_id"] else "")
     parts = [d.get("firmware") or (f"arch {d['arch']}" if d.get("arch") is not None else "?")]
     if d.get("ipxe"):
         parts.append("iPXE")
     return " ".join(parts)
 
 
+def _who(d: dict[str, Any]) -> str:
+    """The device id, and the MAC below it when the id does not already spell it (a Pi serial)."""
+    mac = d.get("mac") or ""
+    if not mac or d["device_id"] == "01-" + mac.lower().replace(":", "-"):
+        return d["device_id"]
+    return f"{d['device_id']}\n{mac}"
+
+
 def devices_table(devices: list[dict[str, Any]]) -> RenderableType:
-    table = Table(title="Machines seen, not in config.yaml", header_style="bold")
-    for column in ("Device id", "Kind", "MAC", "IP", "Last seen", "Got to", "Boots"):
-        table.add_column(column, no_wrap=column in ("Device id", "MAC"))
+    """The machines seen; fits 80 columns: ids and addresses are never cut, only words wrap."""
+    table = Table(
+        title="Machines seen, not in config.yaml",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("Device id / MAC", no_wrap=True)
+    table.add_column("IP", no_wrap=True)
+    table.add_column("Kind", min_width=9)
+    table.add_column("Last seen", min_width=6)
+    table.add_column("Got to", min_width=9)
+    table.add_column("Boots", justify="right", no_wrap=True)
     for d in devices:
         table.add_row(
-            d["device_id"],
-            _kind(d),
-            d.get("mac") or "",
+            _who(d),
             d.get("ip") or "",
+            _kind(d),
             ago(d.get("last_seen")),
             d.get("stage") or "",
             str(d.get("boots") or ""),
@@ -47,6 +68,9 @@ def devices_table(devices: list[dict[str, Any]]) -> RenderableType:
     commands = Text("\nTo register:\n", style="bold")
     for d in devices:
         commands.append(f"  {d['suggested']}\n")
+    notes = dict.fromkeys(d["address_note"] for d in devices if d.get("address_note"))
+    for note in notes:
+        commands.append(f"  {note}\n")
     return Group(table, commands)
 
 
@@ -69,7 +93,7 @@ def probe(obj: CliContext, once: bool, as_json: bool) -> None:
         click.echo(json.dumps(devices, indent=2))
         return
     out = console()
-    if once:
+    if once or not sys.stdout.isatty():  # a pipe or a file gets one table, not a screen that never ends
         out.print(devices_table(devices))
         return
 

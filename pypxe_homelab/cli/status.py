@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +17,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import UserError
+from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.iscsi.desired import disk_path, node_image_path
 from pypxe_homelab.iscsi.disks import recreate_disk
+from pypxe_homelab.state.store import StateStore
+from pypxe_homelab.state.views import node_view, nodes_view
+from pypxe_homelab.state.views import timeline_view as events_view
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
 
 REFRESH_SECONDS = 2.0
@@ -31,6 +39,14 @@ def load_inventory(config_path: Path) -> Inventory:
 
     inventory, _ = load_or_default(config_path)
     return inventory
+
+
+def _served_network(inventory: Inventory) -> ipaddress.IPv4Network | None:
+    """The network of the served interface (the configured one, else the default route's), if known."""
+    default = hostnet.default_route_interface()
+    names = list(inventory.server.interfaces) or ([default] if default else [])
+    found = [hostnet.interface_ipv4(name) for name in names[:1]]
+    return found[0].network if found and found[0] is not None else None
 
 
 def start_hint(config_path: Path, port: int) -> str:
@@ -125,22 +141,33 @@ def run_live(render: Callable[[], RenderableType], console: Console) -> None:
         pass
 
 
-def _offline_views(inventory: Inventory, device_id: str | None) -> tuple[Any, Any] | None:
+def _offline_views(inventory: Inventory, device_id: str | None, limit: int) -> tuple[Any, Any] | None:
     """(nodes or node, events) read straight from the state db when no server runs; None without a db."""
     db = inventory.paths.state_db
     if not db.exists():
         return None
-    from pypxe_homelab.state.store import StateStore
-    from pypxe_homelab.state.views import node_view, nodes_view
-    from pypxe_homelab.state.views import timeline_view as events_view
-
     store = StateStore(db, use_arp=False)
     try:
         if device_id is None:
             return nodes_view(inventory, store), None
-        return node_view(inventory, store, device_id), events_view(store, device_id)
+        return node_view(inventory, store, device_id), events_view(store, device_id, limit)
     finally:
         store.close()
+
+
+def _never_seen(inventory: Inventory, device_id: str) -> dict[str, Any]:
+    """A registered node the state db knows nothing of yet (no server ran, or it never booted)."""
+    node = inventory.nodes[device_id]
+    return {"device_id": device_id, "hostname": node.hostname, "state": "registered", "generation": None}
+
+
+def node_status(inventory: Inventory, data: dict[str, Any], events: list[dict[str, Any]]) -> RenderableType:
+    """A node's timeline, then what its next network boot does and what is still missing."""
+    node = inventory.node(data["device_id"])
+    if node is None:
+        return timeline_view(data, events)
+    plan = Text("\n".join(install_plan(inventory, node, data.get("state")).lines()))
+    return Group(timeline_view(data, events), Text(""), plan)
 
 
 @click.command()
@@ -150,7 +177,10 @@ def _offline_views(inventory: Inventory, device_id: str | None) -> tuple[Any, An
 @click.option("--limit", default=50, show_default=True, help="Timeline entries shown for DEVICE_ID.")
 @click.pass_obj
 def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, limit: int) -> None:
-    """Show every node's install state (or DEVICE_ID's timeline), live until Ctrl-C."""
+    """Show every node's install state (or DEVICE_ID's timeline), live until Ctrl-C.
+
+    Printed once when the output is not a terminal (a pipe, a file) or no server runs.
+    """
     if device_id is not None:
         device_id = parse_device_id(device_id)
     inventory = load_inventory(obj.config_path)
@@ -170,10 +200,12 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
     except ApiError as exc:
         raise UserError(str(exc)) from None
     if data is None:
-        offline = _offline_views(inventory, device_id)
-        if offline is None:
+        offline = _offline_views(inventory, device_id, limit)
+        if offline is None and (device_id is None or inventory.node(device_id) is None):
             raise UserError(start_hint(obj.config_path, port)) from None
-        data, events = offline
+        data, events = offline or (None, None)
+        if data is None and device_id is not None and inventory.node(device_id) is not None:
+            data, events = _never_seen(inventory, device_id), []
         if data is None:
             raise UserError(f"{device_id} is neither in {obj.config_path} nor seen on the network yet")
         click.echo(f"({start_hint(obj.config_path, port)}; showing the last recorded state)", err=True)
@@ -182,14 +214,17 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
         click.echo(json.dumps(data if device_id is None else {**data, "events": events}, indent=2))
         return
 
+    def view() -> RenderableType:
+        return nodes_table(data) if device_id is None else node_status(inventory, data, events)
+
     def render() -> RenderableType:
         nonlocal data, events
         with contextlib.suppress(ServerNotRunning, ApiError):  # keep showing the last answer
             data, events = fetch()
-        return nodes_table(data) if device_id is None else timeline_view(data, events)
+        return view()
 
-    if once:
-        out.print(nodes_table(data) if device_id is None else timeline_view(data, events))
+    if once or not sys.stdout.isatty():  # a pipe or a file gets one picture, not a screen that never ends
+        out.print(view())
         return
     run_live(render, out)
 
@@ -207,7 +242,8 @@ def reinstall(obj: CliContext, device_id: str, yes: bool) -> None:
     node = inventory.node(device_id)
     if node is None:
         raise UserError(
-            f"{device_id} is not in {obj.config_path}: add it first with `pypxe-homelab add {device_id}`"
+            f"{device_id} is not in {obj.config_path}: add it first with "
+            f"`{add_command(device_id, _served_network(inventory))}` ({address_note(_served_network(inventory))})"
         )
     if node.is_pi:
         _recreate_pi_disk(inventory, node, yes)

@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pypxe_homelab.config.loader import default_config_text, parse_inventory, read_yaml
+from pypxe_homelab.config.loader import default_config_text, parse_inventory, read_config_text, read_yaml
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.identity import normalise_device_id
 
@@ -268,6 +268,15 @@ def _add_text(
     return "".join(lines), "".join(block), False
 
 
+def _declared_empty(line: str, indent: int) -> str:
+    """``nodes:`` → ``nodes: {}`` (comment kept): the last node was removed on purpose, which a running
+    server needs to see before it drops every node (a file without nodes otherwise looks cut off)."""
+    colon = indent + len("nodes")
+    if line[indent:colon] != "nodes" or line[colon : colon + 1] != ":":
+        return line
+    return line[: colon + 1] + " {}" + line[colon + 1 :]
+
+
 def _remove_text(text: str, name: str, device_id: str) -> str:
     layout = _layout(text, name)
     for position, entry in enumerate(layout.entries):
@@ -277,7 +286,10 @@ def _remove_text(text: str, name: str, device_id: str) -> str:
                 first -= 1  # the blank line that separated it from the previous entry
             elif position == 0 and len(layout.entries) > 1 and not layout.lines[last + 1].strip():
                 last += 1  # the first entry: drop the blank line between it and the next one instead
-            return "".join(layout.lines[:first] + layout.lines[last + 1 :])
+            lines = layout.lines[:first] + layout.lines[last + 1 :]
+            if len(layout.entries) == 1 and layout.nodes_line is not None:
+                lines[layout.nodes_line] = _declared_empty(lines[layout.nodes_line], layout.nodes_indent)
+            return "".join(lines)
     raise UserError(f"{name}: {device_id} is not in the inventory; see `pypxe-homelab list`")
 
 
@@ -285,13 +297,8 @@ def _remove_text(text: str, name: str, device_id: str) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return handle.read()
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: byte {exc.start} is not UTF-8; save the file as UTF-8 text") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it: {exc.strerror}") from None
+    """The file's text with its line endings as written (refuses FIFOs, huge and non-UTF-8 files)."""
+    return read_config_text(path)
 
 
 @contextlib.contextmanager
@@ -312,6 +319,16 @@ def write_validated(path: Path, text: str) -> None:
     loaded back and validated, and only then renamed over ``path``; on any failure the temp file is removed
     and the original is left as it was.
     """
+    try:
+        _write_validated(path, text)
+    except OSError as exc:  # a full disk, a read-only folder: nothing was replaced
+        raise UserError(
+            f"{path}: cannot write it: {exc.strerror or exc}; the file was left as it was "
+            "(free some space or check the folder's permissions)"
+        ) from None
+
+
+def _write_validated(path: Path, text: str) -> None:
     try:
         original = path.stat()
     except FileNotFoundError:
@@ -374,7 +391,12 @@ def add_node(
     )
     created = not path.exists()
     if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{path.parent}: cannot create the folder: {exc.strerror}; run with sudo"
+            ) from None
     with _locked(path.parent):
         text = default_config_text() if created else _read(path)
         if not created:

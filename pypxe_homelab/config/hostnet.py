@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 PROC_ROUTE = Path("/proc/net/route")
@@ -227,3 +228,37 @@ def port_owner(proto: str, port: int, proc: Path = Path("/proc")) -> str | None:
                 name = "?"
             return f"{name} (pid {entry.name})"
     return None
+
+
+_NETWORKS_TTL = 30.0
+_networks: tuple[float, tuple[ipaddress.IPv4Network, ...]] = (-_NETWORKS_TTL, ())
+
+
+def local_networks() -> tuple[ipaddress.IPv4Network, ...]:
+    """The IPv4 networks of this host's interfaces (first address of each, loopback left out); looked up at
+    most every 30 seconds."""
+    global _networks
+    stamp, found = _networks
+    if time.monotonic() - stamp < _NETWORKS_TTL:
+        return found
+    networks = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _index, name in socket.if_nameindex():
+            try:
+                address = _ifreq_ipv4(sock, _SIOCGIFADDR, name)
+                netmask = _ifreq_ipv4(sock, _SIOCGIFNETMASK, name)
+            except OSError:
+                continue
+            if not address.is_loopback:
+                networks.append(ipaddress.IPv4Interface(f"{address}/{netmask}").network)
+    _networks = (time.monotonic(), tuple(networks))
+    return _networks[1]
+
+
+def network_of(ip: str | None) -> ipaddress.IPv4Network | None:
+    """The network of this host that ``ip`` is on, or None."""
+    try:
+        address = ipaddress.IPv4Address(ip) if ip else None
+    except ValueError:
+        return None
+    return next((net for net in local_networks() if address in net), None) if address else None

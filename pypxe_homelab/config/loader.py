@@ -8,6 +8,9 @@ library is what ``config.editor`` uses, so both agree on how the file is read. E
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -16,6 +19,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, SequenceNode
+from ruamel.yaml.nodes import Node as YamlNode
 
 from pypxe_homelab.config import hostnet, ssh_keys
 from pypxe_homelab.config import values as V
@@ -36,6 +41,10 @@ UEFI_MODES = ("binl", "direct")
 INSTALL_POLICIES = ("once", "always", "never")
 MAX_MENU_TIMEOUT = 3600
 EMBEDDED_NAME = "<embedded default>"
+# Bounds that keep a broken or hostile file from stalling the server (docs/config-reference.md, "Limits").
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_YAML_VALUES = 250_000  # values the document holds once every alias is expanded
+MAX_YAML_DEPTH = 40  # nesting of mappings and lists, aliases expanded
 
 
 class _Reported(Exception):
@@ -221,6 +230,8 @@ def _local_path(at: _At) -> Path:
 
 def _keys_file(at: _At) -> Path:
     path = _local_path(at)
+    if path.exists() and not path.is_file():
+        raise V.Invalid(f"{path} is not a regular file", "name a file of public key lines")
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError as exc:
@@ -284,7 +295,7 @@ DEFAULTS_FIELDS: dict[str, Parser] = {
     "dns": _dns,
     "os": lambda at: _nonempty_text(at.value),
     "install": _choice(INSTALL_POLICIES),
-    "password": _text,
+    "password": lambda at: V.password(at.value),
     "ssh_authorized_keys": _ssh_keys,
     "ssh_authorized_keys_file": _keys_file,
     "storage": _mapping,
@@ -300,7 +311,7 @@ NODE_FIELDS: dict[str, Parser] = {
     "os": lambda at: _nonempty_text(at.value),
     "install": _choice(INSTALL_POLICIES),
     "uefi_mode": _choice(UEFI_MODES),
-    "password": _text,
+    "password": lambda at: V.password(at.value),
     "ssh_authorized_keys": _ssh_keys,
     "autoinstall": _mapping,
     "cmdline": _text,
@@ -425,10 +436,44 @@ def _nodes(
 TOP_FIELDS = ("server", "paths", "defaults", "nodes")
 
 
-def _yaml_error(name: str, exc: YAMLError) -> str:
+def _key_without_colon(text: str, line: int) -> int | None:
+    """0-based line where a plain scalar ends up read as a key on ``line`` began, when that is an earlier line:
+    ``http_port 8080`` (no ':') followed by ``unknown: menu`` reads as the key ``http_port 8080 unknown``,
+    and the scanner only objects at the ':' of the later line."""
+    lines = text.splitlines()
+    if not 0 < line < len(lines):
+        return None
+    first = None
+    row = line - 1
+    while row >= 0:
+        body = lines[row].strip()
+        if not body or body.startswith("#") or ":" in body or body.startswith(("-", "[", "{")):
+            break
+        first = row
+        row -= 1
+    return first
+
+
+def _yaml_error(name: str, exc: YAMLError, text: str = "") -> str:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip().splitlines()[0]
+        if "mapping values are not allowed" in problem and mark is not None:
+            start = _key_without_colon(text, mark.line)
+            if start is not None:
+                shown = text.splitlines()[start].strip()
+                return f"{name}:{start + 1}: {shown!r} has no ':' after its key; write it as key: value"
+        if (
+            "while parsing a flow" in (exc.context or "")
+            and exc.context_mark is not None
+            and mark is not None
+        ):
+            opened = exc.context_mark
+            if opened.line < mark.line:
+                return (
+                    f"{name}:{opened.line + 1}:{opened.column + 1}: this bracket is not closed before line "
+                    f"{mark.line + 1}; close it on its own line or write the list as indented - items"
+                )
         if "end of stream" in problem and exc.context_mark is not None:
             mark = exc.context_mark
             what = (exc.context or "").replace("while scanning ", "").replace("while parsing ", "")
@@ -444,12 +489,102 @@ def _yaml_error(name: str, exc: YAMLError) -> str:
     return f"{name}: {first}; fix the YAML syntax"
 
 
+def _children(node: YamlNode) -> list[YamlNode]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _shape_problem(root: YamlNode, name: str) -> str | None:
+    """Why the composed document is too big or too deep once aliases are expanded (an "alias bomb"), or None.
+
+    Sizes and heights are counted per node object, so the walk is linear in the file even when aliases
+    would expand it exponentially.
+    """
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[YamlNode, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        line = node.start_mark.line + 1
+        if finished:
+            on_path.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
+            if sizes[key] > MAX_YAML_VALUES:
+                return (
+                    f"{name}:{line}: aliases here expand to more than {MAX_YAML_VALUES} values; "
+                    "write the values out instead of repeating aliases"
+                )
+            if heights[key] > MAX_YAML_DEPTH:
+                return (
+                    f"{name}:{line}: values are nested more than {MAX_YAML_DEPTH} levels deep; "
+                    "flatten the mappings and lists"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            return f"{name}:{line}: an alias refers to the value that contains it; remove the alias"
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    return None
+
+
+# Brackets outside quotes and comments: a rough but linear measure of flow nesting, taken before the YAML
+# scanner runs (its cost grows with the square of the flow depth: 100,000 "[" would stall it for hours).
+_FLOW_PARTS = re.compile(
+    r"""[\[\]{}]|"(?:\\.|[^"\\])*"|'(?:''|[^'])*'|(?:^|(?<=\s))#[^\n]*|\n""", re.MULTILINE
+)
+
+
+def _flow_depth_problem(text: str, name: str) -> str | None:
+    depth, line = 0, 1
+    for match in _FLOW_PARTS.finditer(text):
+        part = match.group()
+        if part == "\n":
+            line += 1
+        elif part in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return (
+                    f"{name}:{line}: values are nested more than {MAX_YAML_DEPTH} levels deep; "
+                    "flatten the mappings and lists"
+                )
+        elif part in "]}":
+            depth = max(0, depth - 1)
+        else:
+            line += part.count("\n")
+    return None
+
+
 def read_yaml(text: str, name: str) -> Any:
-    """Parse ``text`` with ruamel's round-trip loader; a syntax error becomes a one-line ConfigError."""
+    """Parse ``text`` with ruamel's round-trip loader; a syntax error, an alias bomb or a too-deep document
+    becomes a one-line ConfigError."""
+    problem = _flow_depth_problem(text, name)
+    if problem:
+        raise ConfigError([problem])
+    yaml = YAML(typ="rt")
     try:
-        return YAML(typ="rt").load(text)
+        node = yaml.compose(text)
+        if node is None:
+            return None
+        problem = _shape_problem(node, name)
+        if problem:
+            raise ConfigError([problem])
+        return yaml.constructor.construct_document(node)
     except YAMLError as exc:
-        raise ConfigError([_yaml_error(name, exc)]) from None
+        raise ConfigError([_yaml_error(name, exc, text)]) from None
+    except RecursionError:
+        raise ConfigError(
+            [f"{name}: mappings and lists are nested too deeply to read; flatten them"]
+        ) from None
 
 
 def parse_inventory(
@@ -495,8 +630,14 @@ def parse_inventory(
         raise ConfigError(report.lines())
     if detect_host:
         defaults = fill_from_host(defaults)
+    written_nodes = document.get("nodes")
     return Inventory(
-        server=server, paths=Paths(**paths_values), defaults=defaults, nodes=nodes, source=source
+        server=server,
+        paths=Paths(**paths_values),
+        defaults=defaults,
+        nodes=nodes,
+        source=source,
+        nodes_declared_empty=isinstance(written_nodes, dict) and not written_nodes,
     )
 
 
@@ -507,23 +648,74 @@ def fill_from_host(defaults: Defaults) -> Defaults:
     return replace(defaults, gateway=gateway, dns=dns)
 
 
-def load_inventory(path: Path, *, detect_host: bool = True) -> Inventory:
-    """Load and validate ``path``; raises ConfigError listing every problem (one line each)."""
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_config_text(path: Path) -> str:
+    """The text of ``path``; ConfigError (one line) when it is missing, not a regular file (a FIFO would block
+    forever), larger than MAX_CONFIG_BYTES, unreadable or not UTF-8. Never blocks on a special file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
     except FileNotFoundError:
         raise ConfigError(
             [
                 f"{path}: the file does not exist; create it (see config.example.yaml) or use `pypxe-homelab add`"
             ]
         ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: byte {exc.start} is not UTF-8; save the file as UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigError(
             [f"{path}: cannot read it: {exc.strerror}; check the path and its permissions"]
         ) from None
-    return parse_inventory(text, path, detect_host=detect_host)
+
+    def check(info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                [
+                    f"{path}: is {_kind(info.st_mode)}, not a regular file; point the config path at a YAML file"
+                ]
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            too_big(info.st_size)
+
+    def too_big(size: int) -> None:
+        raise ConfigError(
+            [
+                f"{path}: is {size / 2**20:.1f} MiB, more than the {MAX_CONFIG_BYTES // 2**20} MiB "
+                "a config file may have; is it the right file?"
+            ]
+        )
+
+    check(info)
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, opening it still returns at once
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as handle:
+            check(os.fstat(handle.fileno()))
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            [f"{path}: cannot read it: {exc.strerror}; check the path and its permissions"]
+        ) from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew since the stat
+        too_big(len(data))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: byte {exc.start} is not UTF-8; save the file as UTF-8 text"]) from None
+
+
+def load_inventory(path: Path, *, detect_host: bool = True) -> Inventory:
+    """Load and validate ``path``; raises ConfigError listing every problem (one line each)."""
+    return parse_inventory(read_config_text(path), path, detect_host=detect_host)
 
 
 def default_config_text() -> str:

@@ -135,6 +135,7 @@ class Inventory:
     defaults: Defaults = field(default_factory=Defaults)
     nodes: Mapping[str, Node] = field(default_factory=dict)
     source: Path | None = None  # None: the embedded default
+    nodes_declared_empty: bool = False  # the file says ``nodes: {}``: no nodes on purpose
 
     def node(self, device_id: str | None) -> Node | None:
         return self.nodes.get(device_id) if device_id else None

@@ -173,3 +173,67 @@ def interface_name(value: Any) -> str:
     if isinstance(value, str) and _IFNAME.match(value):
         return value
     raise Invalid(f"{shown(value)} is not a network interface name", "write it like eth0 or enp3s0")
+
+
+# crypt(5): SHA-512 is $6$[rounds=N$]salt$hash (salt 1-16, hash 86 characters); yescrypt is $y$params$salt$hash
+# (hash 43 characters). Both alphabets are ./0-9A-Za-z. Ubuntu's installer and login accept both.
+_B64 = "[./0-9A-Za-z]"
+_SHA512_CRYPT = re.compile(rf"^\$6\$(?:rounds=[1-9][0-9]{{3,8}}\$)?{_B64}{{1,16}}\${_B64}{{86}}$")
+_YESCRYPT = re.compile(rf"^\$y\${_B64}+\${_B64}{{1,86}}\${_B64}{{43}}$")
+_HASH_ID = re.compile(r"^\$([0-9a-z]+)\$")
+_SCHEMES = {
+    "1": "an MD5 ($1$)",
+    "2a": "a bcrypt ($2a$)",
+    "2b": "a bcrypt ($2b$)",
+    "2y": "a bcrypt ($2y$)",
+    "5": "a SHA-256 ($5$)",
+    "7": "a scrypt ($7$)",
+    "gy": "a gost-yescrypt ($gy$)",
+}
+PASSWORD_FIX = (
+    "give a SHA-512 hash (mkpasswd -m sha-512), a yescrypt hash (mkpasswd -m yescrypt) or plaintext"
+)
+
+
+def password_kind(text: str) -> str:
+    """How a password value is understood: ``SHA-512 hash``, ``yescrypt hash`` or ``plaintext``."""
+    if _SHA512_CRYPT.match(text):
+        return "SHA-512 hash"
+    if _YESCRYPT.match(text):
+        return "yescrypt hash"
+    return "plaintext"
+
+
+def password_understood(text: str) -> str:
+    """What a password value means for the installed machine, in words."""
+    kind = password_kind(text)
+    if kind == "plaintext":
+        return "plaintext, served only as its SHA-512 hash"
+    return f"a {kind}, used as given"
+
+
+def password(value: Any) -> str:
+    """Plaintext, or a well-formed SHA-512 (``$6$``) or yescrypt (``$y$``) crypt hash.
+
+    Anything else that looks like a crypt hash (``$<id>$…``) is refused: taken as plaintext it would be hashed
+    again and the console password would become the hash string.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise Invalid(f"{shown(value)} is a number, not text", f"put it in quotes: '{value}'")
+    if not isinstance(value, str):
+        raise Invalid(f"{shown(value)} is not text", "write the password or its hash in quotes")
+    if not value:
+        raise Invalid("an empty password", PASSWORD_FIX)
+    if password_kind(value) != "plaintext":
+        return value
+    scheme = _HASH_ID.match(value)
+    if scheme:
+        ident = scheme.group(1)
+        if ident in ("6", "y"):
+            name = "SHA-512" if ident == "6" else "yescrypt"
+            raise Invalid(
+                f"this {name} hash is malformed (wrong salt or hash length or characters)", PASSWORD_FIX
+            )
+        what = _SCHEMES.get(ident, f"a ${ident}$")
+        raise Invalid(f"{what} hash is not accepted", PASSWORD_FIX)
+    return value

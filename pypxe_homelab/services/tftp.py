@@ -135,9 +135,10 @@ def _bind_error(exc: OSError, bind: str, port: int) -> UserError:
     where = f"UDP {bind or '0.0.0.0'}:{port}"
     if exc.errno == errno.EADDRINUSE:
         owner = hostnet.port_owner("udp", port)
-        who = f"by {owner}" if owner else "(another TFTP server such as dnsmasq or tftpd-hpa?)"
+        who = f"by {owner}" if owner else "by another program (a TFTP server such as dnsmasq or tftpd-hpa?)"
+        see = "" if owner else "; `sudo ss -ulpn 'sport = :" + str(port) + "'` names it"
         return UserError(
-            f"TFTP: {where} is already in use {who}; stop it or set server.tftp_port in config.yaml"
+            f"TFTP: {where} is already in use {who}; stop that program (firmware only asks port 69){see}"
         )
     if exc.errno == errno.EACCES:
         return UserError(

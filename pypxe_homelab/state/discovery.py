@@ -43,6 +43,7 @@ class DeviceRecord:
     pi: bool = False
     pi_model: str | None = None
     ip: str | None = None
+    boot_ip: str | None = None  # the address its firmware used in this boot (DHCP ciaddr, TFTP), never HTTP's
     config_names: list[str] = field(default_factory=list)
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -156,6 +157,12 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
     new_boot = starts_boot(record, event)
     d = event.detail
     kind = event.kind
+    if new_boot:
+        rec.boot_ip = None
+    if kind in DHCP_KINDS and d.get("ciaddr") and d.get("ciaddr") != "0.0.0.0":
+        rec.boot_ip = str(d["ciaddr"])
+    elif kind in TFTP_KINDS and ip:
+        rec.boot_ip = ip
     if event.mac:
         _learn(rec, "mac", event.mac.lower(), f"{kind} chaddr" if kind in DHCP_KINDS else str(kind))
     if kind in DHCP_KINDS:

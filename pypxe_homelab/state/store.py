@@ -7,8 +7,11 @@ Which device ids are registered, and their install policy, come from the invento
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
+from pypxe_homelab.events import DHCP_KINDS, HTTP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
 from pypxe_homelab.identity import (
     device_hint,
     device_id_of_mac,
@@ -47,7 +50,8 @@ _PRUNE_EVERY = 500
 _ARP_TABLE = Path("/proc/net/arp")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL, last_seen REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS devices_mac ON devices (mac);
 CREATE TABLE IF NOT EXISTS nodes (
     device_id TEXT PRIMARY KEY, state TEXT NOT NULL, generation INTEGER NOT NULL,
@@ -57,8 +61,15 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, client TEXT, mac TEXT, detail TEXT NOT NULL, time REAL NOT NULL,
     dedupe TEXT, repeat INTEGER NOT NULL DEFAULT 1, last_time REAL);
 CREATE INDEX IF NOT EXISTS events_device ON events (device_id, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ip_mac (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, time REAL NOT NULL);
 """
+
+
+# Machines that network-boot without being registered are remembered for `probe`, within bounds: any LAN host
+# can invent MACs, so the oldest are forgotten beyond MAX_UNREGISTERED and after UNREGISTERED_DAYS unseen.
+MAX_UNREGISTERED = 2000
+UNREGISTERED_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -112,10 +123,16 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
+        if "last_seen" not in columns:  # a state.db from before devices were bounded
+            self._db.execute("ALTER TABLE devices ADD COLUMN last_seen REAL NOT NULL DEFAULT 0")
+            self._db.execute("UPDATE devices SET last_seen = COALESCE(json_extract(data, '$.last_seen'), 0)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS devices_seen ON devices (last_seen)")
         self._subscribers: list[Callable[[Notification], None]] = []
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"
         self._inserts = 0
+        self._new_unregistered = 0
         self._closed = False
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -192,6 +209,11 @@ class StateStore:
         if device_id is None:
             log.debug("state: %s from %s names no device yet", event.kind, event.client or "?")
             return None
+        if not strong and event.kind in HTTP_KINDS:
+            # tied to a machine only by its address: any LAN host can send it, so it neither creates a
+            # device record nor changes a node (only firmware and installer traffic naming the node does)
+            log.debug("state: %s from %s names no machine; not recorded", event.kind, event.client or "?")
+            return None
         if is_pi_serial(device_id) and not mac and ip:
             mac = self._pi_mac_behind(ip)
         if mac and not event.mac:
@@ -203,6 +225,10 @@ class StateStore:
         new_boot = starts_boot(previous, event)
         device = observe(previous, device_id, event, ip)
         self._save_device(device)
+        if previous is None and not self._is_registered(device_id):
+            self._new_unregistered += 1
+            if self._new_unregistered % 50 == 1:  # bounded work: a sweep every 50 new machines
+                self._forget_unregistered(event.time)
         self._learn_ip(event, ip, device, strong)
         node: NodeState | None = None
         if self._is_registered(device_id):
@@ -351,10 +377,24 @@ class StateStore:
 
     def _save_device(self, rec: DeviceRecord) -> None:
         self._db.execute(
-            "INSERT INTO devices (device_id, mac, uuid, data) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) "
-            "DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, data = excluded.data",
-            (rec.device_id, rec.mac, rec.uuid, json.dumps(rec.to_json())),
+            "INSERT INTO devices (device_id, mac, uuid, data, last_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(device_id) DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, "
+            "data = excluded.data, last_seen = excluded.last_seen",
+            (rec.device_id, rec.mac, rec.uuid, json.dumps(rec.to_json()), rec.last_seen),
         )
+
+    def _forget_unregistered(self, now: float) -> None:
+        """Drop unregistered devices unseen for UNREGISTERED_DAYS, and the oldest beyond MAX_UNREGISTERED,
+        with their timelines. Registered nodes are never dropped."""
+        rows = self._db.execute("SELECT device_id, last_seen FROM devices ORDER BY last_seen DESC").fetchall()
+        unregistered = [(d, seen) for d, seen in rows if not self._is_registered(d)]
+        cutoff = now - UNREGISTERED_DAYS * 86400
+        gone = [
+            d for index, (d, seen) in enumerate(unregistered) if index >= MAX_UNREGISTERED or seen < cutoff
+        ]
+        for device_id in gone:
+            self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+            self._db.execute("DELETE FROM events WHERE device_id = ?", (device_id,))
 
     def _save_node(self, node: NodeState) -> None:
         self._db.execute(
@@ -366,6 +406,24 @@ class StateStore:
         )
 
     # -- queries --------------------------------------------------------------------------------
+
+    def install_token(self, device_id: str, generation: int) -> str:
+        """The token of one install of ``device_id``: an HMAC of a random secret kept in this database, so
+        only the node's own user-data (and this store) knows it, and a new generation gets a new one."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'install-secret'").fetchone()
+            if row is None:
+                secret = secrets.token_hex(32)
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('install-secret', ?)", (secret,))
+            else:
+                secret = row[0]
+        message = f"{device_id}:{generation}".encode()
+        return hmac.new(bytes.fromhex(secret), message, hashlib.sha256).hexdigest()[:32]
+
+    def boot_address(self, device_id: str) -> str | None:
+        """The address ``device_id``'s firmware used in its current boot, or None."""
+        rec = self.device(device_id)
+        return rec.boot_ip if rec else None
 
     def node_state(self, device_id: str) -> NodeState:
         """The node's lifecycle state; a node never seen is 'discovered', generation 1."""
@@ -390,12 +448,19 @@ class StateStore:
         with self._lock:
             return self._device(device_id)
 
-    def devices(self) -> list[DeviceRecord]:
-        """Every device discovered, registered or not, most recently seen first."""
+    def devices(self, limit: int | None = None, offset: int = 0) -> list[DeviceRecord]:
+        """Devices discovered, registered or not, most recently seen first; a page of ``limit`` from
+        ``offset`` (all of them without ``limit``)."""
         with self._lock:
-            rows = self._db.execute("SELECT data FROM devices").fetchall()
-        records = [DeviceRecord.from_json(json.loads(r[0])) for r in rows]
-        return sorted(records, key=lambda r: r.last_seen, reverse=True)
+            rows = self._db.execute(
+                "SELECT data FROM devices ORDER BY last_seen DESC LIMIT ? OFFSET ?",
+                (-1 if limit is None else max(0, int(limit)), max(0, int(offset))),
+            ).fetchall()
+        return [DeviceRecord.from_json(json.loads(r[0])) for r in rows]
+
+    def device_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0])
 
     def timeline(self, device_id: str, limit: int = 200) -> list[TimelineEntry]:
         """The node's last ``limit`` timeline entries, oldest first."""

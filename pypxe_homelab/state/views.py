@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pypxe_homelab.config.hostnet import network_of
 from pypxe_homelab.config.model import Inventory, Node
-from pypxe_homelab.identity import add_command
+from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.state.discovery import DeviceRecord
 from pypxe_homelab.state.store import StateStore
 
@@ -16,8 +17,13 @@ def device_facts(rec: DeviceRecord) -> dict[str, Any]:
 
 
 def suggested_add(rec: DeviceRecord) -> str:
-    """The command that registers a discovered device (the address is a suggestion to adjust)."""
-    return add_command(rec.device_id, rec.ip)
+    """The command that registers a discovered device, with the prefix of the LAN it is on."""
+    return add_command(rec.device_id, network_of(rec.ip))
+
+
+def _suggestion(rec: DeviceRecord) -> dict[str, str]:
+    network = network_of(rec.ip)
+    return {"suggested": add_command(rec.device_id, network), "address_note": address_note(network, rec.ip)}
 
 
 def _node_json(
@@ -87,17 +93,18 @@ def node_view(inventory: Inventory, store: StateStore, device_id: str) -> dict[s
     out = _node_json(inventory, store, node, rec) if node else _unregistered_json(rec)  # type: ignore[arg-type]
     out["device"] = device_facts(rec) if rec else None
     if node is None and rec is not None:
-        out["suggested"] = suggested_add(rec)
+        out.update(_suggestion(rec))
     return out
 
 
-def devices_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
-    """Discovered devices not yet in the inventory, with their facts and the command that adds them."""
-    return [
-        {**device_facts(r), "suggested": suggested_add(r)}
-        for r in store.devices()
-        if r.device_id not in inventory.nodes
-    ]
+def devices_view(
+    inventory: Inventory, store: StateStore, limit: int | None = None, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Discovered devices not yet in the inventory, most recently seen first, with their facts and the
+    command that adds them; a page of ``limit`` from ``offset`` (the store keeps at most a few thousand)."""
+    found = [r for r in store.devices() if r.device_id not in inventory.nodes]
+    page = found[offset:] if limit is None else found[offset : offset + limit]
+    return [{**device_facts(r), **_suggestion(r)} for r in page]
 
 
 def timeline_view(store: StateStore, device_id: str, limit: int = 200) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -58,7 +59,6 @@ def add_routes(app: web.Application, runtime_getter: RuntimeGetter) -> None:
     app.router.add_get("/api/devices", api.devices)
     app.router.add_get("/api/stream", api.stream)
     app.router.add_post(_id_route("/events"), api.webhook)
-    app.router.add_route("GET", _id_route("/installed"), api.callback)
     app.router.add_route("POST", _id_route("/installed"), api.callback)
 
 
@@ -117,8 +117,22 @@ class _Api:
         )
 
     async def devices(self, request: web.Request) -> web.Response:
+        """``?limit=`` (default 200, at most 1000) and ``?offset=`` page the list, most recent first."""
         rt = self._runtime()
-        return web.json_response({"devices": devices_view(rt.inventory, rt.store)})
+        try:
+            limit = min(max(int(request.query.get("limit", "200")), 1), 1000)
+            offset = max(int(request.query.get("offset", "0")), 0)
+        except ValueError:
+            return _problem(400, "limit and offset must be whole numbers")
+        page = await asyncio.to_thread(devices_view, rt.inventory, rt.store, limit + 1, offset)
+        return web.json_response(
+            {
+                "devices": page[:limit],
+                "limit": limit,
+                "offset": offset,
+                "next_offset": offset + limit if len(page) > limit else None,
+            }
+        )
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one ``message`` per recorded event (JSON of the entry and the node state)."""
@@ -195,6 +209,9 @@ class _Api:
 
         if rt.inventory.node(device_id) is None:
             return refuse(404, f"{device_id} is not in the inventory")
+        problem = _not_the_installer(rt, device_id, request, request.query.get("token", ""))
+        if problem:
+            return refuse(403, problem)
         if request.content_type != "application/json":
             return refuse(415, "the body must be Content-Type: application/json")
         if request.content_length is not None and request.content_length > WEBHOOK_MAX_BYTES:
@@ -224,6 +241,17 @@ class _Api:
                 "%s: install callback from %s refused: not in the inventory", device_id, _client(request)
             )
             return _problem(404, f"{device_id} is not in the inventory")
+        try:
+            form = await request.post()
+        except ValueError:
+            form = {}  # type: ignore[assignment]
+        token = str(form.get("token") or request.query.get("token") or "")
+        problem = _not_the_installer(rt, device_id, request, token)
+        if problem:
+            log.warning(
+                "%s: install callback from %s refused (403): %s", device_id, _client(request), problem
+            )
+            return _problem(403, problem)
         rt.emit(
             callback_event(
                 _client(request),
@@ -233,6 +261,20 @@ class _Api:
             )
         )
         return web.Response(text="ok\n")
+
+
+def _not_the_installer(rt: Runtime, device_id: str, request: web.Request, token: str) -> str | None:
+    """Why a webhook or callback may not change ``device_id``'s state, or None: it must come from the address
+    that network-booted as the node in its current boot and carry the token of its current install."""
+    booted = rt.store.boot_address(device_id)
+    if request.remote != booted:
+        return (
+            f"only the address that network-booted as {device_id} in its current boot may report its install"
+        )
+    expected = rt.store.install_token(device_id, rt.store.node_state(device_id).generation)
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return "missing or wrong install token (it is in the node's own user-data)"
+    return None
 
 
 def _webhook_detail(data: Any) -> InstallDetail | None:

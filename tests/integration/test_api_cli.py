@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,39 @@ def test_without_a_server(tmp_path: Path) -> None:
     assert json.loads(result.stdout)[0]["generation"] == 2
     result = CliRunner().invoke(main, ["--config", str(config), "reinstall", "01-de-ad-be-ef-00-01"])
     assert result.exit_code == 1 and "not in" in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["status"], ["status", PC], ["probe"]], ids=["status", "status-id", "probe"]
+)
+def test_a_pipe_gets_one_picture_and_the_command_ends(running, args: list[str]) -> None:
+    server, config = running
+    server.runtime.emit(Event("dhcp.offer", "0.0.0.0:68", None, "aa:bb:cc:00:00:09", {"arch": 0, "port": 67}))
+    result = subprocess.run(
+        [sys.executable, "-m", "pypxe_homelab", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,  # live mode would never end
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_status_limit_without_a_server(tmp_path: Path) -> None:
+    config = _config(tmp_path, _free_port())
+    store = StateStore(tmp_path / "state.db", use_arp=False)
+    for n in range(8):
+        store.record(Event("tftp.done", f"10.0.0.5:{2000 + n}", PC, PC_MAC, {"path": f"file{n}", "bytes": 1}))
+    store.close()
+    result = _cli(config, "status", PC, "--limit", "3")
+    assert result.exit_code == 0, result.output
+    shown = [line for line in result.output.splitlines() if "TFTP sent file" in line]
+    assert len(shown) == 3, result.output
+
+
+def test_status_of_a_registered_node_without_server_or_state(tmp_path: Path) -> None:
+    config = _config(tmp_path, _free_port())
+    result = _cli(config, "status", PC)
+    assert result.exit_code == 0, result.output
+    assert "registered" in result.output and "Missing" in result.output

@@ -31,10 +31,28 @@ def report(name: str, event_type: str, result: str | None = None, **extra: objec
     return json.dumps(body).encode()
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 @pytest.fixture
 def server(tmp_path: Path):
     with WebServer(make_runtime(tmp_path, tmp_path / "state.db")) as srv:
+        booted_from(srv, "127.0.0.1")  # the installer's requests come from the address the node booted from
         yield srv
+
+
+def booted_from(server: WebServer, ip: str) -> None:
+    server.runtime.emit(Event("tftp.rrq", f"{ip}:2070", PC, PC_MAC, {"path": f"pxelinux.cfg/{PC}"}))
+
+
+def token(server: WebServer) -> str:
+    store = server.runtime.store
+    return store.install_token(PC, store.node_state(PC).generation)
+
+
+def events(server: WebServer) -> str:
+    """The webhook URL the node's user-data holds."""
+    return f"/{PC}/events?token={token(server)}"
 
 
 def test_webhook_and_callback_drive_the_node_to_installed(server: WebServer) -> None:
@@ -42,30 +60,32 @@ def test_webhook_and_callback_drive_the_node_to_installed(server: WebServer) -> 
         Event("dhcp.offer", "0.0.0.0:68", PC, PC_MAC, {"arch": 7, "class": "efi64", "port": 67})
     )
     for name in ("subiquity/Install/install", "subiquity/Install/install/curtin_install"):
-        status, body = server.request("POST", f"/{PC}/events", report(name, "start"), JSON)
+        status, body = server.request("POST", events(server), report(name, "start"), JSON)
         assert (status, body) == (200, {"ok": True})
     status, node = server.request("GET", f"/api/nodes/{PC}")
     assert status == 200 and node["state"] == "installing" and node["progress"] == 22.0
     assert node["hostname"] == "web1" and node["address"] == "10.231.0.50/24" and node["os"] == "ubuntu-24.04"
     status, body = server.request(
-        "POST", f"/{PC}/events", report("subiquity/Install/install", "finish", "SUCCESS"), JSON
+        "POST", events(server), report("subiquity/Install/install", "finish", "SUCCESS"), JSON
     )
     assert status == 200
-    assert server.request("GET", f"/{PC}/installed")[0] == 200
-    assert server.request("POST", f"/{PC}/installed", b"")[0] == 200
+    assert server.request("GET", f"/{PC}/installed")[0] == 405  # a link in any web page cannot do it
+    assert server.request("POST", f"/{PC}/installed", b"")[0] == 403  # no token
+    assert server.request("POST", f"/{PC}/installed", f"token={token(server)}".encode(), FORM)[0] == 200
     status, listing = server.request("GET", "/api/nodes")
     mine = {n["device_id"]: n for n in listing["nodes"]}
     assert mine[PC]["state"] == "installed" and mine[PC]["progress"] == 100.0
     assert mine[PI]["state"] == "discovered" and mine[PI]["last_seen"] is None
     status, timeline = server.request("GET", f"/api/nodes/{PC}/events?limit=50")
-    kinds = [e["kind"] for e in timeline["events"]]
+    kinds = [e["kind"] for e in timeline["events"] if e["kind"] != "tftp.rrq"]
     assert kinds[0] == "dhcp.offer" and kinds.count("install.event") == 3 and kinds[-1] == "install.callback"
-    assert timeline["events"][1]["summary"].startswith("installer start subiquity/Install/install")
+    shown = [e for e in timeline["events"] if e["kind"] != "tftp.rrq"]
+    assert shown[1]["summary"].startswith("installer start subiquity/Install/install")
 
 
 def test_untrusted_webhook_input_gets_4xx_and_leaves_the_store_intact(server: WebServer) -> None:
     assert (
-        server.request("POST", f"/{PC}/events", report("subiquity/Install/install", "start"), JSON)[0] == 200
+        server.request("POST", events(server), report("subiquity/Install/install", "start"), JSON)[0] == 200
     )
     before_state = server.runtime.store.node_state(PC)
     before_events = len(server.runtime.store.events(PC))
@@ -80,12 +100,12 @@ def test_untrusted_webhook_input_gets_4xx_and_leaves_the_store_intact(server: We
         (b'{"name": "' + b"x" * 70_000 + b'", "event_type": "start"}', JSON, 413),
     ]
     for body, headers, expected in cases:
-        status, answer = server.request("POST", f"/{PC}/events", body, headers)
+        status, answer = server.request("POST", events(server), body, headers)
         assert status == expected, (body[:40], status, answer)
         assert "error" in answer
     unknown = "01-de-ad-be-ef-00-01"
     assert server.request("POST", f"/{unknown}/events", report("x", "start"), JSON)[0] == 404
-    assert server.request("GET", f"/{unknown}/installed")[0] == 404
+    assert server.request("POST", f"/{unknown}/installed", b"token=x", FORM)[0] == 404
     assert server.request("POST", "/not-an-id/events", report("x", "start"), JSON)[0] in (404, 405)
     assert server.runtime.store.node_state(PC) == before_state
     assert len(server.runtime.store.events(PC)) == before_events
@@ -98,7 +118,7 @@ def test_untrusted_webhook_input_gets_4xx_and_leaves_the_store_intact(server: We
         extra="ignored",
         description="d" * 5000,
     )
-    assert server.request("POST", f"/{PC}/events", body, JSON)[0] == 200
+    assert server.request("POST", events(server), body, JSON)[0] == 200
     last = server.runtime.store.events(PC)[-1].detail
     assert "extra" not in last and last["files"] == ["/var/log/x"] and len(last["description"]) == 1000
 
@@ -133,7 +153,11 @@ def test_devices_lists_unregistered_machines_with_the_add_command(server: WebSer
     status, body = server.request("GET", "/api/devices")
     [dev] = body["devices"]
     assert dev["device_id"] == "01-aa-bb-cc-00-00-07" and dev["firmware"] == "bios"
-    assert dev["suggested"] == "pypxe-homelab add 01-aa-bb-cc-00-00-07 --node-address 10.231.0.70/24"
+    assert dev["suggested"] == "pypxe-homelab add 01-aa-bb-cc-00-00-07 --node-address <address>/<prefix>"
+    assert (
+        "outside your router's DHCP pool (10.231.0.70, which it has now, comes from that pool)"
+        in (dev["address_note"])
+    )
     status, listing = server.request("GET", "/api/nodes")
     flagged = [n for n in listing["nodes"] if not n["registered"]]
     assert [n["device_id"] for n in flagged] == ["01-aa-bb-cc-00-00-07"] and flagged[0][
@@ -159,7 +183,7 @@ def test_stream_sends_a_message_per_recorded_event(server: WebServer) -> None:
     reader.start()
     deadline = time.time() + 10
     while not got.is_set() and time.time() < deadline:
-        server.request("POST", f"/{PC}/events", report("subiquity/Install/install", "start"), JSON)
+        server.request("POST", events(server), report("subiquity/Install/install", "start"), JSON)
         got.wait(0.5)
     assert got.is_set()
     message = json.loads(lines[0])
@@ -174,3 +198,35 @@ def test_page_and_static_files_are_served(server: WebServer) -> None:
         status, text = server.request("GET", f"/static/{name}")
         assert status == 200 and "//cdn" not in text and "https://" not in text
     assert server.request("GET", "/static/../api.py")[0] == 404
+
+
+def test_devices_are_paged(server: WebServer) -> None:
+    for n in range(12):
+        server.runtime.emit(
+            Event("dhcp.offer", "0.0.0.0:68", None, f"aa:bb:cc:00:01:{n:02x}", {"arch": 0, "port": 67})
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and server.runtime.store.device_count() < 12:
+        time.sleep(0.05)
+    status, page = server.request("GET", "/api/devices?limit=5&offset=5")
+    assert status == 200 and len(page["devices"]) == 5 and page["next_offset"] == 10
+    status, body = server.request("GET", "/api/devices?limit=x")
+    assert status == 400
+
+
+def test_state_changes_need_the_token_and_the_booted_address(server: WebServer) -> None:
+    """A plain GET, a POST without the token or with another install's, and any report from an address that
+    did not network-boot as the node are refused with 403 and change nothing."""
+    before = server.runtime.store.node_state(PC)
+    start = report("subiquity/Install/install", "start")
+    assert server.request("POST", f"/{PC}/events", start, JSON)[0] == 403
+    assert server.request("POST", f"/{PC}/events?token=0123456789abcdef", start, JSON)[0] == 403
+    assert server.request("POST", f"/{PC}/installed", b"token=0123456789abcdef", FORM)[0] == 403
+    good = token(server)
+    booted_from(server, "10.231.0.50")  # the node now boots from another address: 127.0.0.1 is not it
+    assert server.request("POST", f"/{PC}/events?token={good}", start, JSON)[0] == 403
+    assert server.request("POST", f"/{PC}/installed", f"token={good}".encode(), FORM)[0] == 403
+    assert server.runtime.store.node_state(PC).state == before.state
+    # a new install generation has a new token
+    server.runtime.store.reinstall(PC)
+    assert token(server) != good

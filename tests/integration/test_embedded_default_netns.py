@@ -86,13 +86,18 @@ def test_first_run_without_a_config_file(tmp_path: Path) -> None:
                 "server", [*cli.split(), "add", device_id, "--node-address", f"{lan.prefix}.80/24"]
             )
             assert added.returncode == 0, added.stderr
+            assert (
+                "Its next network boot erases its disk (storage layout direct) and installs ubuntu-24.04"
+                in (added.stdout)
+            )
+            assert "`pypxe-homelab images fetch ubuntu-24.04`" in added.stdout
             assert missing.exists() and device_id in missing.read_text()
             deadline = time.monotonic() + 10
             while f"node added: {device_id}" not in log_path.read_text() and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert f"node added: {device_id}" in log_path.read_text()
             [cfg] = tftp_get(lan, "client", lan.ip("server"), [f"efi64/pxelinux.cfg/{device_id}"])
-            assert "no boot: or os: configured" in cfg["text"]
+            assert "image ubuntu-24.04 is not fetched yet" in cfg["text"] and "LOCALBOOT" in cfg["text"]
         finally:
             proc.terminate()
             proc.wait(15)

@@ -4,7 +4,11 @@ dropped connection, checksum refusal, mirror fallback, and the full fetch → ex
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -191,3 +195,38 @@ def test_fetch_image_with_bad_checksum_leaves_nothing_half_installed(server, tmp
         images.fetch_image("test-22.04", root, progress=False)
     assert images.image_paths(root, "test-22.04") is None
     assert not (root / "images" / "test-22.04").exists()
+
+
+def test_the_standard_proxy_variables_are_honoured(server, tmp_path, monkeypatch):
+    base, state = server  # here the test server plays the proxy: it gets absolute URLs
+    data = _payload(64 * 1024)
+    state.files["http://images.example/x.iso"] = data
+    monkeypatch.setenv("http_proxy", base)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    fetch("http://images.example/x.iso", tmp_path / "x.iso", hashlib.sha256(data).hexdigest(), progress=False)
+    assert (tmp_path / "x.iso").read_bytes() == data
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_without_internet_it_says_so_and_how_to_add_a_downloaded_iso(tmp_path):
+    """`images fetch` in a network namespace with no interface but loopback: no route, no DNS."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"paths:\n  root: {tmp_path / 'root'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-m", "pypxe_homelab", "--config", str(config)]
+        + ["images", "fetch", "ubuntu-24.04", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    entry = images.load_catalogue()["ubuntu-24.04"]
+    assert "interrupted" not in line and "run the same command again" not in line
+    assert re.search(r"this host (cannot look up \S+ \(no working DNS|has no route to \S+)", line), line
+    assert f"`pypxe-homelab images add PATH/{entry.iso} --name ubuntu-24.04`" in line
+    assert "behind a proxy, set https_proxy" in line

@@ -107,7 +107,8 @@ def test_unknown_machine_script_shows_the_add_line_and_exits(lab: Lab) -> None:
     assert reply["status"] == 200
     text = reply["text"]
     assert f"echo device id: {UNKNOWN}" in text
-    assert f"echo pypxe-homelab add {UNKNOWN} --node-address {lab.client_ip}/24" in text
+    assert f"echo pypxe-homelab add {UNKNOWN} --node-address <address>/24" in text  # the served LAN's prefix
+    assert f"echo <address>: a free address of {lab.lan.prefix}.0/24 outside your router's DHCP pool" in text
     assert text.splitlines()[-2:] == ["sleep 10", "exit"] and "kernel" not in text
     head = http_request(lab.lan, "client", lab.script_url(UNKNOWN), method="HEAD")
     assert head["status"] == 200 and head["length"] == 0

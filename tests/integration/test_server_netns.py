@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -309,12 +310,26 @@ def test_probe_shows_a_scripted_pc_and_pi(lab: Lab) -> None:
 INSTALLER = "01-52-54-00-a0-00-0b"
 
 
-def _post_event(lab: Lab, device_id: str, event: dict) -> int:
-    url = f"http://{lab.server_ip}:12345/{device_id}/events"
+def _post_event(lab: Lab, device_id: str, event: dict, token: str = "", host: str = "client") -> int:
+    url = f"http://{lab.server_ip}:12345/{device_id}/events?token={token}"
     body = json.dumps(event).encode()
     return http_request(
-        lab.lan, "client", url, method="POST", headers={"Content-Type": "application/json"}, data=body
+        lab.lan, host, url, method="POST", headers={"Content-Type": "application/json"}, data=body
     )["status"]
+
+
+def _token_of(user_data: str) -> str:
+    match = re.search(r"events\?token=([0-9a-f]+)", user_data)
+    assert match, user_data
+    return match.group(1)
+
+
+def _callback(lab: Lab, device_id: str, token: str, host: str = "client") -> int:
+    url = f"http://{lab.server_ip}:12345/{device_id}/installed"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    return http_request(lab.lan, host, url, method="POST", headers=form, data=f"token={token}".encode())[
+        "status"
+    ]
 
 
 def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) -> None:
@@ -337,6 +352,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
             lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
         )
         assert user["text"].startswith("#cloud-config\n") and TEST_PUBLIC_KEY in user["text"]
+        token = _token_of(user["text"])
         base = {"origin": "curtin", "level": "INFO", "timestamp": 1.0}
         for event_type, name in [
             ("start", "subiquity/Install/install"),
@@ -354,6 +370,7 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
                         "description": name,
                         "result": "SUCCESS",
                     },
+                    token,
                 )
                 == 200
             )
@@ -370,11 +387,22 @@ def test_installed_node_boots_locally_after_restart_until_reinstall(lab: Lab) ->
                     "description": "",
                     "result": "SUCCESS",
                 },
+                token,
             )
             == 200
         )
-        callback = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
-        assert callback["status"] == 200
+        # a plain GET (any web page could make one) and a report from another address change nothing
+        before = json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"]
+        plain_get = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{INSTALLER}/installed")
+        assert plain_get["status"] in (404, 405)
+        assert _callback(lab, INSTALLER, token, host="server") == 403
+        fail = {**base, "event_type": "finish", "name": "subiquity/Install/install", "result": "FAIL"}
+        assert _post_event(lab, INSTALLER, fail, token, host="server") == 403
+        assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == before
+        seed = f"http://{lab.server_ip}:12345/{INSTALLER}/cloud-init/user-data"
+        assert http_request(lab.lan, "server", seed)["status"] == 403  # the seed: only to the booted address
+        assert "only the address that network-booted as this node gets it" in lab.server.log()
+        assert _callback(lab, INSTALLER, token) == 200
         assert json.loads(lab.server.cli("status", INSTALLER, "--json").stdout)["state"] == "installed"
         lab.server.stop()
         lab.server.start()
@@ -482,3 +510,51 @@ def test_a_config_reload_does_not_break_a_transfer_in_flight(lab: Lab) -> None:
     changed = next(i for i, line in enumerate(lines) if "node changed" in line)
     done = next(i for i, line in enumerate(lines) if "tftp.done" in line and "path=big.bin" in line)
     assert changed < done  # the reload happened while the file was still being sent
+
+
+def test_a_browsers_404_creates_no_machine_and_moves_no_node(lab: Lab) -> None:
+    """Only firmware and installer traffic on a node's own paths creates or changes records: /favicon.ico
+    from a LAN host is neither a machine seen nor a step of the node whose address it comes from."""
+    client_mac = lab.lan.run("client", ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    # the client's address is tied to the registered node first (as after the node's own network boot)
+    lab.pxe("boot", "--profile", "bios-ipxe", "--mac", "52:54:00:a0:00:01", "--client-ip", lab.client_ip)
+    before = json.loads(lab.server.cli("status", KNOWN, "--json").stdout)
+    for path in ("favicon.ico", "robots.txt", "no/such/page"):
+        assert http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{path}")["status"] == 404
+    time.sleep(1.5)  # events are recorded off the reply path
+    devices = json.loads(lab.server.cli("probe", "--once", "--json").stdout)
+    assert client_mac not in {d.get("mac") for d in devices}
+    assert not any(d["device_id"] == "01-" + client_mac.replace(":", "-") for d in devices)
+    after = json.loads(lab.server.cli("status", KNOWN, "--json").stdout)
+    assert after["state"] == before["state"]
+    paths = [str((e.get("detail") or {}).get("path")) for e in after["events"]]
+    assert not any(p.endswith(("favicon.ico", "robots.txt", "page")) for p in paths)
+
+
+INSTALL_TARGET = "01-52-54-00-a0-00-0c"
+
+
+def test_an_address_based_config_name_never_gets_another_nodes_installer(lab: Lab) -> None:
+    """After the node network-boots from an address, another machine asking pxelinux.cfg/default from that
+    address gets no installer: only 01-<mac>, which names the machine, does."""
+    config = lab.server.config
+    good = config.read_text()
+    node = (
+        f"  {INSTALL_TARGET}:\n    address: {lab.lan.prefix}.72/24\n    os: ubuntu-24.04\n"
+        f'    ssh_authorized_keys: ["{TEST_PUBLIC_KEY}"]\n'
+    )
+    start = len(lab.server.log())
+    config.write_text(good + node)
+    lab.server.wait_log(f"node added: {INSTALL_TARGET}", start=start)
+    try:
+        mac = INSTALL_TARGET[3:].replace("-", ":")
+        lab.pxe("boot", "--profile", "bios-ipxe", "--mac", mac, "--client-ip", lab.client_ip)
+        assert "casper/vmlinuz" in lab.config(INSTALL_TARGET)  # the node itself, by its MAC
+        [default] = tftp_get(lab.lan, "client", lab.server_ip, ["pxelinux.cfg/default"])
+        assert default["ok"] and "LOCALBOOT" in default["text"]
+        assert "casper" not in default["text"] and "autoinstall" not in default["text"]
+        assert "only served for pxelinux.cfg/01-<mac>" in default["text"]
+    finally:
+        start = len(lab.server.log())
+        config.write_text(good)
+        lab.server.wait_log("config reloaded", start=start)

@@ -399,7 +399,8 @@ def test_port_in_use_is_one_clear_user_error(lab: Lab) -> None:
     other = TftpService("127.0.0.1", lab.port, lambda p, c: None, lambda e: None)
     with pytest.raises(UserError, match="already in use") as info:
         other.start()
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "tftp_port" not in str(info.value)
+    assert "stop that program (firmware only asks port 69)" in str(info.value)
 
 
 def test_address_not_on_this_host_is_a_user_error() -> None:

@@ -238,7 +238,7 @@ def test_port_in_use_and_sigterm_shutdown(net: NetLab) -> None:
     # the program holding the port is named: the running service's interpreter
     assert second.stdout.strip() == (
         f"TFTP: UDP 0.0.0.0:69 is already in use by {_comm(net.server.pid)} (pid {net.server.pid}); "
-        "stop it or set server.tftp_port in config.yaml"
+        "stop that program (firmware only asks port 69)"
     )
     net.server.terminate()
     out, _ = net.server.communicate(timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -50,3 +51,30 @@ def test_node_keys_win_over_defaults(tmp_path):
     node = replace(inv.nodes[PC_ID], ssh_authorized_keys=(public_key("node@x", 7),))
     inv = replace(inv, nodes={**inv.nodes, PC_ID: node})
     assert authorized_keys(inv, node) == [public_key("node@x", 7)]
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ({"ssh": {"authorized-keys": ["garbage line"]}}, "autoinstall.ssh.authorized-keys[0]"),
+        ({"ssh": {"authorized-keys": [PRIVATE]}}, "autoinstall.ssh.authorized-keys[0]"),
+        ({"ssh": {"authorized-keys": "ssh-ed25519 AAAA"}}, "autoinstall.ssh.authorized-keys"),
+        ({"user-data": {"ssh_authorized_keys": ["x"]}}, "autoinstall.user-data.ssh_authorized_keys[0]"),
+        (
+            {"user-data": {"users": [{"name": "a", "ssh_authorized_keys": ["ssh-rsa AAAA"]}]}},
+            "autoinstall.user-data.users[0].ssh_authorized_keys[0]",
+        ),
+    ],
+)
+def test_keys_in_autoinstall_overrides_pass_the_same_check(tmp_path, override, name):
+    inv = inventory(tmp_path, node_autoinstall=override)
+    with pytest.raises(UserError, match=f"node01 .*: {re.escape(name)}: "):
+        render_user_data(inv, inv.nodes[PC_ID], BASE_URL, 1, host=HOST)
+    problems = check_node(inv, inv.nodes[PC_ID], host=HOST)
+    assert any(name in p for p in problems) and all("\n" not in p for p in problems)
+
+
+def test_good_override_keys_are_served(tmp_path):
+    key = public_key("extra@x", 5)
+    inv = inventory(tmp_path, node_autoinstall={"ssh": {"authorized-keys": [key]}})
+    assert key in render_user_data(inv, inv.nodes[PC_ID], BASE_URL, 1, host=HOST)

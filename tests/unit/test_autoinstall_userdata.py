@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import shlex
+import subprocess
 
 import pytest
 import yaml
@@ -48,7 +51,7 @@ def test_user_data_is_cloud_config_and_passes_its_release_schema(tmp_path, devic
     }
     assert doc["reporting"]["pypxe"] == {
         "type": "webhook",
-        "endpoint": f"{BASE_URL}/{device_id}/events",
+        "endpoint": f"{BASE_URL}/{device_id}/events?token=<install-token>",  # render shows the placeholder
         "level": "INFO",
     }
     assert doc["shutdown"] == "reboot"
@@ -123,9 +126,13 @@ def test_late_commands_sudoers_iptables_legacy_and_callback(tmp_path):
     late = doc["late-commands"]
     assert "echo 'ubuntu ALL=(ALL) NOPASSWD:ALL' > /target/etc/sudoers.d/90-ubuntu-nopasswd" in late
     assert "chmod 0440 /target/etc/sudoers.d/90-ubuntu-nopasswd" in late
-    assert "curtin in-target -- update-alternatives --set iptables /usr/sbin/iptables-legacy" in late
-    assert "curtin in-target -- update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy" in late
-    assert late[-1] == f"wget -q -O /dev/null {BASE_URL}/{PC_ID}/installed || true"
+    legacy = [c for c in late if "legacy" in c]
+    assert len(legacy) == 2 and all(c.startswith("curtin in-target -- sh -c ") for c in legacy)
+    # a POST carrying the install token (a GET changes nothing)
+    assert (
+        late[-1]
+        == f"wget -q -O /dev/null --post-data=token=<install-token> {BASE_URL}/{PC_ID}/installed || true"
+    )
 
 
 def test_meta_data_instance_id_changes_per_generation(tmp_path):
@@ -204,7 +211,8 @@ def test_check_node_reports_unknown_image_and_unfetched_image(tmp_path):
     problems = check_node(inv, inv.nodes[PC_ID], host=HOST)
     assert problems == [
         "node node01 (01-52-54-00-12-34-56): image 'ubuntu-22.04.1' is not fetched yet; "
-        "run `pypxe-homelab images fetch ubuntu-22.04.1`"
+        "run `pypxe-homelab images fetch ubuntu-22.04.1` "
+        "(without internet: `pypxe-homelab images add PATH.iso --name ubuntu-22.04.1`)"
     ]
     odd = replace(inv.nodes[PC_ID], os="windows-11")
     inv = replace(inv, nodes={**inv.nodes, PC_ID: odd})
@@ -216,3 +224,57 @@ def test_build_is_a_plain_dict(tmp_path):
     inv = inventory(tmp_path)
     doc = build_autoinstall(inv, inv.nodes[PC_ID], BASE_URL, host=HOST)
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc
+
+
+@pytest.mark.parametrize("release", ["22.04.1", "24.04.4", "26.04"])
+def test_user_data_overrides_are_checked_against_cloud_inits_schema(tmp_path, release):
+    bad = {"user-data": {"packages": "curl", "no_such_module": True, "timezone": "Europe/Berlin"}}
+    doc = {"version": 1, "identity": {"hostname": "h", "username": "u", "password": "x"}, **bad}
+    assert validate_autoinstall(doc, release) == [
+        "autoinstall.user-data: Additional properties are not allowed ('no_such_module' was unexpected)",
+        "autoinstall.user-data.packages: 'curl' is not of type 'array'",
+    ]
+    good = {**doc, "user-data": {"packages": ["curl"], "runcmd": [["touch", "/x"]], "timezone": "UTC"}}
+    assert validate_autoinstall(good, release) == []
+
+
+def test_check_node_reports_user_data_schema_errors(tmp_path):
+    inv = inventory(tmp_path, node_autoinstall={"user-data": {"packages": "curl"}})
+    problems = check_node(inv, inv.nodes[PC_ID], host=HOST)
+    assert any(
+        p.startswith(
+            "node node01 (01-52-54-00-12-34-56): autoinstall.user-data.packages: 'curl' is not of type"
+        )
+        for p in problems
+    ), problems
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected_calls"),
+    [
+        (
+            "/usr/sbin/iptables-legacy\n/usr/sbin/iptables-nft\n",
+            ["--list iptables", "--set iptables /usr/sbin/iptables-legacy"],
+        ),
+        ("/usr/sbin/iptables-nft\n", ["--list iptables"]),  # no legacy variant on the target
+        (None, ["--list iptables"]),  # no iptables alternative at all
+    ],
+    ids=["legacy-offered", "nft-only", "no-alternative"],
+)
+def test_iptables_legacy_is_chosen_only_where_it_exists(tmp_path, listed, expected_calls):
+    """The late-command's script, run by a real sh against a recording update-alternatives: it never fails."""
+    _, doc = user_data(inventory(tmp_path), PC_ID)
+    command = next(c for c in doc["late-commands"] if "iptables-legacy" in c and "ip6" not in c)
+    argv = shlex.split(command)
+    assert argv[:5] == ["curtin", "in-target", "--", "sh", "-c"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "update-alternatives"
+    output = f"printf '{listed}'" if listed is not None else "echo 'no alternatives' >&2; exit 2"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$1" in --list) {output} ;; esac\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", "-c", argv[5]], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == expected_calls

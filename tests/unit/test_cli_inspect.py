@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from pypxe_homelab.cli import main
 from tests.fixtures.autoinstall.isobuild import build_test_iso
+from tests.unit.test_config_host_checks import install_loaders
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwL7jG3o8b1x7gOa+Nj0y8oQ1J8U4I3yXxJgkOQeH1a admin@test"
 CONFIG = f"""\
@@ -38,6 +39,7 @@ def _run(tmp_path: Path, *args: str, config: str = CONFIG):
 
 def test_validate_accepts_a_good_inventory(tmp_path: Path) -> None:
     without_install = CONFIG[: CONFIG.index("  01-52-54-00-a0-00-02:")]
+    install_loaders(tmp_path / "root" / "tftproot")
     result = _run(tmp_path, "validate", config=without_install)
     assert result.exit_code == 0, result.output
     assert "valid (1 node(s))" in result.output

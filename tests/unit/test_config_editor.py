@@ -88,7 +88,8 @@ def test_remove_last_node_leaves_empty_nodes_key(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("nodes:\n  # machines\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5/24\n# end\n")
     remove_node(path, "52-54-00-a0-00-01")
-    assert path.read_text() == "nodes:\n  # machines\n# end\n"
+    assert path.read_text() == "nodes: {}\n  # machines\n# end\n"
+    assert load_inventory(path, detect_host=False).nodes_declared_empty
     add_node(path, "01-52-54-00-a0-00-01", "10.0.0.5/24")
     assert (
         path.read_text() == "nodes:\n  # machines\n  01-52-54-00-a0-00-01:\n    address: 10.0.0.5/24\n# end\n"
@@ -135,8 +136,8 @@ def test_add_creates_the_file_from_the_template(tmp_path: Path) -> None:
     assert text.endswith("  01-52-54-00-a0-00-09:\n    address: 10.0.0.9/24\n")
     assert "# server:\n" in text and "\nnodes:\n" in text
     assert (path.stat().st_mode & 0o777) == editor.NEW_FILE_MODE
-    remove_node(path, "01-52-54-00-a0-00-09")
-    assert path.read_text() == default_config_text()
+    remove_node(path, "01-52-54-00-a0-00-09")  # the last node: nodes: {} says it was on purpose
+    assert path.read_text() == default_config_text().replace("\nnodes:\n", "\nnodes: {}\n")
 
 
 def test_existing_node_needs_force(commented: Path) -> None:
@@ -197,7 +198,9 @@ def test_interrupted_write_leaves_original_and_no_temp(
         raise OSError(5, "simulated crash before rename")
 
     monkeypatch.setattr(editor.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(
+        UserError, match="cannot write it: simulated crash before rename; the file was left as it was"
+    ):
         add(commented)
     assert commented.read_bytes() == before
     assert leftovers(commented) == []

@@ -17,12 +17,17 @@ REFERENCE = REPO / "docs" / "config-reference.md"
 
 
 def comment_out_settings(text: str) -> str:
-    """Every setting line commented out (``# `` after its indentation), except the top-level ``nodes:``."""
+    """Every setting line commented out (``# `` after its indentation), except the top-level ``nodes:`` and the
+    default image (``defaults: os:``), which a node added with `add` installs."""
     out = []
     for line in text.splitlines(keepends=True):
         body = line.lstrip(" ")
         indent = line[: len(line) - len(body)]
-        if not body.strip() or body.startswith("#") or line.rstrip() == "nodes:":
+        if (
+            not body.strip()
+            or body.startswith("#")
+            or line.rstrip() in ("nodes:", "defaults:", "  os: ubuntu-24.04")
+        ):
             out.append(line)
         else:
             out.append(f"{indent}# {body}")
@@ -36,7 +41,8 @@ def test_example_loads() -> None:
 
 def test_embedded_default_is_the_example_commented_out() -> None:
     assert default_config_text() == DEFAULT.read_text() == comment_out_settings(EXAMPLE.read_text())
-    assert parse_inventory(default_config_text(), None, detect_host=False).nodes == {}
+    embedded = parse_inventory(default_config_text(), None, detect_host=False)
+    assert embedded.nodes == {} and embedded.defaults.os == "ubuntu-24.04"
 
 
 def _uncommented(text: str) -> str:

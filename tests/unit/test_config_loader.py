@@ -74,7 +74,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
               dns: 10.231.1.53, 9.9.9.9
               os: ubuntu-24.04
               install: always
-              password: "$6$salt$hash"
+              password: "$6$saltsalt$8RWsOfwR6M6PpnoeQiEiWzNTPo1f0HjVYjDnLZhGx16aBFRkeqiHAzfXP/LgrOWMBMXqiU2pLrXsSOHNUyUm91"
               ssh_authorized_keys: ["{KEY}"]
               ssh_authorized_keys_file: keys.pub
               storage: {{layout: {{name: lvm}}}}
@@ -119,7 +119,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
     assert (d.os, d.install, d.password, d.cmdline, d.uefi_mode) == (
         "ubuntu-24.04",
         "always",
-        "$6$salt$hash",
+        "$6$saltsalt$8RWsOfwR6M6PpnoeQiEiWzNTPo1f0HjVYjDnLZhGx16aBFRkeqiHAzfXP/LgrOWMBMXqiU2pLrXsSOHNUyUm91",
         "quiet",
         "binl",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pypxe_homelab.assets.bootloaders import is_ipxe_loader
 from pypxe_homelab.boot.ipxe_script import echo_text, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import kernel_boot, render_loader_config
 from pypxe_homelab.boot.policy import choose_boot
+from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import (
     DEFAULT_LOADERS,
     BootSpec,
@@ -222,12 +224,18 @@ def script(inv: Inventory, device_id: str, state: str | None = None, client_ip: 
     return render_ipxe_script(choice, base_url=BASE_URL, inventory=inv, client_ip=client_ip)
 
 
-def test_unknown_machine_sees_its_id_and_add_line_then_exits() -> None:
+def test_unknown_machine_sees_its_id_and_add_line_then_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostnet, "local_networks", lambda: (ipaddress.IPv4Network("192.168.0.0/23"),))
     text = script(boot_inventory(menu_timeout=7), "01-52-54-00-a0-00-09", client_ip="192.168.1.77")
     lines = text.splitlines()
     assert lines[0] == "#!ipxe"
     assert "echo device id: 01-52-54-00-a0-00-09" in lines and "echo MAC: 52:54:00:a0:00:09" in lines
-    assert "echo pypxe-homelab add 01-52-54-00-a0-00-09 --node-address 192.168.1.77/24" in lines
+    # the served network's prefix, and not its current lease as the address to give it
+    assert "echo pypxe-homelab add 01-52-54-00-a0-00-09 --node-address <address>/23" in lines
+    assert (
+        "echo <address>: a free address of 192.168.0.0/23 outside your router's DHCP pool (192.168.1.77, "
+        "which it has now, comes from that pool), or an address reserved for this machine on the router"
+    ) in lines
     assert lines[-2:] == ["sleep 7", "exit"]
     assert not any(line.startswith(("kernel", "initrd", "boot", "chain")) for line in lines)
 
@@ -274,7 +282,11 @@ def test_install_node_gets_the_installer_with_literal_semicolon(tmp_path: Path) 
     assert f"initrd --name initrd0 {node_url}/casper/initrd" in text.splitlines()
     assert text.splitlines()[-1] == "boot"
     pxelinux = render_loader_config(choice, tree="bios", base_url=BASE_URL, inventory=inv)
-    assert " ".join(words[3:]) in pxelinux  # the same words as the PXELINUX APPEND line
+    assert words[-1] == "BOOTIF=01-${netX/mac:hexhyp}"  # iPXE fills in the MAC of the NIC that booted
+    assert (
+        " ".join(words[3:-1]) in pxelinux
+    )  # the same words as the PXELINUX APPEND line (SYSAPPEND adds BOOTIF)
+    assert "SYSAPPEND 2" in pxelinux
 
 
 def test_installed_node_exits_to_its_disk(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from pypxe_homelab.events import Event
 from pypxe_homelab.logging_setup import JsonFormatter, TextFormatter, event_line, events_log
@@ -42,3 +43,38 @@ def test_json_lines_carry_the_whole_event() -> None:
 def test_text_lines_have_a_timestamp_and_no_level_for_info() -> None:
     text = TextFormatter().format(_record(EVENT))
     assert text.endswith(event_line(EVENT)) and "INFO" not in text
+
+
+def _error_record(debug_message: str = "could not record %s") -> logging.LogRecord:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        return logging.getLogger("pypxe_homelab.server").makeRecord(
+            "pypxe_homelab.server", logging.ERROR, __file__, 1, debug_message, ("x",), sys.exc_info()
+        )
+
+
+def test_client_bytes_cannot_drive_the_terminal() -> None:
+    hostile = Event("http.get", "10.0.0.9:5000", detail={"path": "/\x1b[2J\x1b]0;owned\x07a\r\nb\u202e.cfg"})
+    text = TextFormatter().format(_record(hostile))
+    assert "\x1b" not in text and "\x07" not in text and "\n" not in text and "\r" not in text
+    assert "\u202e" not in text
+    assert "path=/\\x1b[2J\\x1b]0;owned\\x07a\\r\\nb\\u202e.cfg" in text
+
+
+def test_an_unexpected_error_is_one_line_pointing_at_debug() -> None:
+    text = TextFormatter().format(_error_record())
+    assert "\n" not in text
+    assert text.endswith(
+        "ERROR: could not record x: ValueError: boom (traceback: run `pypxe-homelab serve --debug`)"
+    )
+    doc = json.loads(JsonFormatter().format(_error_record()))
+    assert doc["error"] == "ValueError: boom" and "traceback" not in doc
+
+
+def test_debug_keeps_the_traceback() -> None:
+    text = TextFormatter(debug=True).format(_error_record())
+    first, rest = text.split("\n", 1)
+    assert first.endswith("could not record x: ValueError: boom")
+    assert rest.startswith("Traceback (most recent call last):") and "raise ValueError" in rest
+    assert "raise ValueError" in json.loads(JsonFormatter(debug=True).format(_error_record()))["traceback"]

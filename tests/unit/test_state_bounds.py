@@ -1,0 +1,69 @@
+"""Any LAN host can invent MACs: unregistered device records are bounded and aged, registered ones never;
+the device list is paged."""
+
+from __future__ import annotations
+
+import time
+
+from pypxe_homelab.events import Event
+from pypxe_homelab.state import store as store_module
+from pypxe_homelab.state.store import MAX_UNREGISTERED, UNREGISTERED_DAYS, StateStore
+
+REGISTERED = "01-52-54-00-a0-00-01"
+
+
+def offer(mac: str, t: float) -> Event:
+    return Event("dhcp.offer", "0.0.0.0:68", None, mac, {"arch": 7, "class": "efi64", "port": 67}, t)
+
+
+def fake_mac(n: int) -> str:
+    return "02:00:" + ":".join(f"{(n >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
+
+
+def test_unregistered_devices_are_bounded_and_the_oldest_forgotten(tmp_path) -> None:
+    store = StateStore(tmp_path / "state.db", use_arp=False)
+    store.set_inventory_view(lambda device_id: device_id == REGISTERED, lambda device_id: "once")
+    now = time.time()
+    store.record(offer("52:54:00:a0:00:01", now - 1000))  # the registered node, seen long before the flood
+    flood = MAX_UNREGISTERED + 1500
+    store.record_many([offer(fake_mac(n), now - flood + n) for n in range(flood)])
+    count = store.device_count()
+    assert MAX_UNREGISTERED < count <= MAX_UNREGISTERED + 50 + 1  # swept every 50 new machines
+    assert store.device(REGISTERED) is not None
+    assert store.device("01-" + fake_mac(flood - 1).replace(":", "-")) is not None  # the newest stay
+    assert store.device("01-" + fake_mac(0).replace(":", "-")) is None  # the oldest are gone
+    assert store.timeline("01-" + fake_mac(0).replace(":", "-")) == []  # with their timelines
+    store.close()
+
+
+def test_unregistered_devices_unseen_for_long_are_forgotten(tmp_path) -> None:
+    store = StateStore(None, use_arp=False)
+    store.set_inventory_view(lambda device_id: device_id == REGISTERED, lambda device_id: "once")
+    old = time.time() - (UNREGISTERED_DAYS + 1) * 86400
+    store.record(offer("52:54:00:a0:00:01", old))
+    store.record(offer("06:00:00:00:00:01", old))
+    store.record_many([offer(fake_mac(n), time.time()) for n in range(50)])  # new machines: a sweep runs
+    ids = {r.device_id for r in store.devices()}
+    assert REGISTERED in ids and "01-06-00-00-00-00-01" not in ids and len(ids) == 51
+
+
+def test_devices_are_paged_most_recent_first() -> None:
+    store = StateStore(None, use_arp=False)
+    now = time.time()
+    store.record_many([offer(fake_mac(n), now + n) for n in range(30)])
+    page = store.devices(limit=10, offset=5)
+    assert [r.mac for r in page] == [fake_mac(n) for n in range(24, 14, -1)]
+    assert len(store.devices()) == 30 == store.device_count()
+
+
+def test_old_state_files_get_the_last_seen_column(tmp_path) -> None:
+    path = tmp_path / "state.db"
+    first = StateStore(path, use_arp=False)
+    first.record(offer("02:00:00:00:00:07", 1234.0))
+    first._db.execute("DROP INDEX devices_seen")
+    first._db.execute("ALTER TABLE devices DROP COLUMN last_seen")  # as written by an older version
+    first.close()
+    again = StateStore(path, use_arp=False)
+    assert again._db.execute("SELECT last_seen FROM devices").fetchone()[0] == 1234.0
+    again.close()
+    assert store_module.MAX_UNREGISTERED == MAX_UNREGISTERED
