@@ -173,3 +173,16 @@ def interface_name(value: Any) -> str:
     if isinstance(value, str) and _IFNAME.match(value):
         return value
     raise Invalid(f"{shown(value)} is not a network interface name", "write it like eth0 or enp3s0")
+
+
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def user_name(value: Any) -> str:
+    """A system user name as useradd accepts it (lower case, at most 32 characters)."""
+    if isinstance(value, str) and _USER.match(value):
+        return value
+    raise Invalid(
+        f"{shown(value)} is not a user name",
+        "use lower-case letters, digits, '-' and '_' (at most 32), like pypxe-homelab",
+    )
