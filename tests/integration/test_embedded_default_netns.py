@@ -12,13 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.lab.install import Installed, shared_tempdir
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.serverproc import REPO, tftp_get
 
@@ -33,18 +33,21 @@ pytestmark = [
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A folder every user can search (the server reads config.yaml there as its service user)."""
-    path = Path(tempfile.mkdtemp(prefix="pxh-first-run-"))
-    path.chmod(0o755)
+    path = shared_tempdir("pxh-first-run-")
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_first_run_without_a_config_file(tmp_path: Path, shared_dir: Path) -> None:
+def test_first_run_without_a_config_file(
+    tmp_path: Path, shared_dir: Path, installed_program: Installed
+) -> None:
     missing = shared_dir / "no-such-dir" / "config.yaml"
-    cli = f"{sys.executable} -m pypxe_homelab --config {missing}"
-    private = f"cp -a /etc {tmp_path}/etc && mount --bind {tmp_path}/etc /etc && mount -t tmpfs tmpfs /var/lib"
+    cli = f"{installed_program.command} --config {missing}"  # installed as the README says
+    private = (
+        f"cp -a /etc {tmp_path}/etc && mount --bind {tmp_path}/etc /etc && mount -t tmpfs tmpfs /var/lib"
+    )
     script = f"{private} && {cli} bootfiles install && exec {cli} serve"
     log_path = tmp_path / "serve.log"
     existed = Path("/var/lib/pypxe-homelab").exists()

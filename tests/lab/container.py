@@ -47,7 +47,14 @@ def run_options() -> list[str]:
     no higher than this process's hard limits (podman's default asks for more, which is refused)."""
     nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
     nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 65536)
-    return ["--runtime", "runc", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+    return [
+        "--runtime",
+        "runc",
+        "--ulimit",
+        f"nofile={nofile}:{nofile}",
+        "--ulimit",
+        f"nproc={nproc}:{nproc}",
+    ]
 
 
 def _apt_options() -> list[Path]:
@@ -66,7 +73,7 @@ def _digest(*parts: bytes) -> str:
 
 def _image_label(image: str, label: str) -> str | None:
     result = subprocess.run(
-        ["podman", "image", "inspect", image, "--format", "{{index .Labels \"" + label + "\"}}"],
+        ["podman", "image", "inspect", image, "--format", '{{index .Labels "' + label + '"}}'],
         capture_output=True,
         text=True,
     )

@@ -57,7 +57,9 @@ def build_wheel(out: Path) -> Path:
         shutil.copytree(
             REPO,
             tree,
-            ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*cache"),
+            ignore=shutil.ignore_patterns(
+                ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*cache"
+            ),
         )
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(tree)],
