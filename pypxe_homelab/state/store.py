@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
 from pypxe_homelab.identity import (
     device_hint,
@@ -59,6 +60,28 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_device ON events (device_id, id);
 CREATE TABLE IF NOT EXISTS ip_mac (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, time REAL NOT NULL);
 """
+# The schema version is kept in PRAGMA user_version. _SCHEMA is version 0 (as first released, unstamped);
+# step N takes a database from version N-1 to N. A released step is never edited; a change is a new step.
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the repeat lookup made for every recorded event seeks an index instead of scanning the device's events
+    "CREATE INDEX IF NOT EXISTS events_dedupe ON events (device_id, dedupe, id);",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, name: str) -> int:
+    """Bring ``db`` to SCHEMA_VERSION, one step per transaction; returns the version it had. A database
+    written by a newer release is refused in one line (an older program must not guess at its tables)."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise UserError(
+            f"{name} was written by a newer pypxe-homelab (schema {found}, this one reads up to "
+            f"{SCHEMA_VERSION}): upgrade pypxe-homelab, or move the file away to start a new state"
+        )
+    db.executescript(_SCHEMA)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.executescript(f"BEGIN; {_MIGRATIONS[version - 1]} PRAGMA user_version = {version}; COMMIT;")
+    return found
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,11 @@ class StateStore:
         if path is not None:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            migrate(self._db, str(path) if path else ":memory:")
+        except BaseException:
+            self._db.close()
+            raise
         self._subscribers: list[Callable[[Notification], None]] = []
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"
