@@ -46,7 +46,7 @@ def run_options() -> list[str]:
     """The options every `podman run` needs here: runc (crun refuses the hybrid cgroup layout) and ulimits
     no higher than this process's hard limits (podman's default asks for more, which is refused)."""
     nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
-    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 65536)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
     return [
         "--runtime",
         "runc",
@@ -180,6 +180,8 @@ def product_image() -> str:
             "--network",
             "host",
             "--pull=never",
+            "--format",
+            "docker",  # the OCI image format has no HEALTHCHECK
             "--label",
             f"org.pypxe-homelab.test-key={key}",
             "--volume",
