@@ -18,7 +18,7 @@ from pypxe_homelab import privileges
 from pypxe_homelab.cli import CliContext
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import DEFAULT_HTTP_PORT
-from pypxe_homelab.deploy.systemd import UNIT_DIR, UNIT_NAME, program_command, render_unit
+from pypxe_homelab.deploy.systemd import STATE_BASE, UNIT_DIR, UNIT_NAME, program_command, render_unit
 from pypxe_homelab.errors import ConfigError, UserError
 
 
@@ -50,6 +50,10 @@ def install_service(obj: CliContext, unit_dir: Path, print_only: bool) -> None:
         )
     account = privileges.service_account(user, inventory.paths.root)
     privileges.check_program_readable(account)
+    root = inventory.paths.root
+    if not root.is_relative_to(STATE_BASE):  # systemd creates StateDirectory=; ReadWritePaths= must exist
+        root.mkdir(parents=True, exist_ok=True)
+        privileges.give_data_root(root, account)
     unit_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(unit_dir / UNIT_NAME, text)
     click.echo(f"wrote {unit_dir / UNIT_NAME} (runs as {user})")

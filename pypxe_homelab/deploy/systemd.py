@@ -35,7 +35,9 @@ def render_unit(inventory: Inventory, config: Path, command: Path, user: str) ->
     """The unit text: ``command --config config serve`` as ``user``, with the data root writable."""
     root = inventory.paths.root
     state_directory = str(root.relative_to(STATE_BASE)) if root.is_relative_to(STATE_BASE) else ""
-    under_home = any(command.is_relative_to(home) for home in _PRIVATE_HOMES)
+    under_home = any(
+        p.is_relative_to(home) for p in (command, config.absolute(), root) for home in _PRIVATE_HOMES
+    )
     return _ENV.get_template(UNIT_NAME + ".j2").render(
         command=command,
         config=config.absolute(),
