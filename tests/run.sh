@@ -23,7 +23,7 @@ packages=(
   libiscsi-bin qemu-utils qemu-block-extra          # real iSCSI initiators for the Pi disk tests
   podman runc uidmap mmdebstrap                     # the container image test (base image from Debian)
   systemd                                           # systemd-analyze verify/security of the unit
-  util-linux passwd                                 # setpriv, unshare, nsenter; useradd (least privilege)
+  passwd                                            # useradd (the service user); util-linux: unshare, nsenter
 )
 missing=()
 for p in "${packages[@]}"; do
