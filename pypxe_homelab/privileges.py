@@ -32,6 +32,8 @@ log = logging.getLogger("pypxe_homelab.privileges")
 ROOT_USER = "root"
 # what `serve` writes while it runs: the state database and SQLite's two companion files
 STATE_FILES = ("state.db", "state.db-wal", "state.db-shm")
+# folders the server writes into while it runs, with their files: Pi node disks, its tgtd's socket and log
+WRITTEN_FOLDERS = ("iscsiroot", "tgtd")
 # packages whose files are read after the drop (templates, static files, lazily imported modules)
 PROGRAM_PACKAGES = ("pypxe_homelab", "aiohttp", "jinja2", "scapy", "tftpy")
 
@@ -141,10 +143,16 @@ def check_program_readable(account: Account) -> None:
 
 
 def give_data_root(root: Path, account: Account) -> None:
-    """Make the data root and the state files the server writes belong to ``account`` (as root only)."""
+    """Make the data root and what the server writes there (state files, Pi node disks, its tgtd's folder)
+    belong to ``account`` (as root only)."""
     if os.geteuid() != 0 or account.uid == 0:
         return
-    for path in (root, *(root / name for name in STATE_FILES)):
+    written: list[Path] = []
+    for name in WRITTEN_FOLDERS:
+        folder = root / name
+        with contextlib.suppress(OSError):
+            written += [folder, *folder.iterdir()]
+    for path in (root, *(root / name for name in STATE_FILES), *written):
         with contextlib.suppress(FileNotFoundError):
             st = path.lstat()
             if (st.st_uid, st.st_gid) != (account.uid, account.gid):
