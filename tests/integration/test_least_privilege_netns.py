@@ -22,7 +22,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pypxe_homelab.iscsi.naming import initiator_name, target_iqn
+from tests.integration.test_iscsi_netns import IMAGE as PI_IMAGE
+from tests.integration.test_iscsi_netns import make_pi_image
 from tests.lab.install import Installed, shared_tempdir
+from tests.lab.iscsiclient import disk_info, missing_tools
 from tests.lab.netns import TestLan, ip_netns_available, stop_process
 from tests.lab.serverproc import REPO, TEST_PUBLIC_KEY, client_python, http_request, tftp_get
 
@@ -35,6 +39,7 @@ pytestmark = [
 ]
 
 KNOWN = "01-52-54-00-a0-00-01"
+PI = "aaaa0009"
 SERVICE_USER = "pypxe-homelab"
 PORTS = (("udp", 67), ("udp", 69), ("tcp", 12345))
 KERNEL_SIZE = 1024 * 1024 + 17
@@ -379,5 +384,44 @@ def test_an_unwritable_data_root_is_a_one_line_error(installed_program: Installe
             "or start serve as root once (it gives the folder to the user)"
         ), server.log()
         assert "Traceback" not in server.log()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- a Raspberry Pi's disk, exported by the unprivileged server -----------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("tgtd") is None, reason="needs tgtd (Debian package tgt)")
+@pytest.mark.skipif(bool(missing_tools()), reason="needs qemu-utils, qemu-block-extra and libiscsi-bin")
+def test_pi_disks_are_made_and_exported_by_the_service_user(
+    installed_program: Installed, test_lan, tmp_path: Path
+) -> None:
+    lan = test_lan(["server", "client"])
+    base = shared_tempdir("pxh-pi-")
+    try:
+        config, root = prepare(installed_program, lan, base)
+        config.write_text(
+            config.read_text() + f"  {PI}:\n    address: {lan.prefix}.60/24\n    os: {PI_IMAGE}\n"
+        )
+        make_pi_image(root)
+        script = f"{private_etc(tmp_path / 'etc')}\nexec {installed_program.command} --config {config} serve"
+        server = start(lan, script, base / "serve.log", config, root)
+        try:
+            deadline = time.monotonic() + 30
+            while f"exporting {PI}" not in server.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert f"exporting {PI}" in server.log(), server.log()
+            uid = int(server.status()["Uid"].split()[0])
+            assert uid != 0
+            disk = root / "iscsiroot" / f"{PI}.img"
+            assert disk.stat().st_uid == uid
+            children = subprocess.run(
+                ["pgrep", "-x", "-P", str(server.proc.pid), "tgtd"], capture_output=True, text=True
+            ).stdout.split()  # the server's own tgtd, its child
+            assert len(children) == 1 and Path(f"/proc/{children[0]}").stat().st_uid == uid
+            info = disk_info(lan, "client", f"{lan.ip('server')}:3260", target_iqn(PI), initiator_name(PI))
+            assert info is not None and info["virtual-size"] == disk.stat().st_size
+        finally:
+            assert server.stop() == 0, server.log()
     finally:
         shutil.rmtree(base, ignore_errors=True)
