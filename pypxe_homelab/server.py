@@ -7,11 +7,14 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from pypxe_homelab import privileges, sdnotify
 from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.boot.booter import InventoryBooter
@@ -23,6 +26,7 @@ from pypxe_homelab.errors import ConfigError, UserError
 from pypxe_homelab.events import Event, Kind
 from pypxe_homelab.identity import is_pi_serial
 from pypxe_homelab.logging_setup import log_event
+from pypxe_homelab.metrics import Metrics
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
 from pypxe_homelab.services.http import HttpService
@@ -30,11 +34,15 @@ from pypxe_homelab.services.iscsi import IscsiService
 from pypxe_homelab.services.tftp import TftpService
 from pypxe_homelab.state.recorder import Recorder
 from pypxe_homelab.state.store import Notification, StateStore
+from pypxe_homelab.web import monitoring
 from pypxe_homelab.web.api import add_routes as add_api_routes
+from pypxe_homelab.web.monitoring import Health
 
 log = logging.getLogger("pypxe_homelab.server")
 
 RELOAD_POLL_SECONDS = 1.0
+LOOPBACK = "127.0.0.1"
+ANY = "0.0.0.0"
 
 
 def served_interfaces(inventory: Inventory) -> list[InterfaceInfo]:
@@ -61,6 +69,8 @@ RESTART_ONLY_SERVER = (
     "tftp_max_per_client",
     "tftp_windowsize",
     "proxy_dhcp",
+    "user",
+    "http_listen",
 )
 
 
@@ -78,6 +88,29 @@ def restart_pending(running: Inventory, new: Inventory) -> list[str]:
         if getattr(running.server, key) != getattr(new.server, key)
     ]
     return keys + (["paths.root"] if running.paths != new.paths else [])
+
+
+def listen_addresses(inventory: Inventory, interfaces: list[InterfaceInfo]) -> tuple[list[str], list[str]]:
+    """The addresses TFTP and HTTP listen on: the served interfaces', loopback (for `status` and `probe`),
+    ``server.address`` when it is an address of this host; HTTP also on ``server.http_listen``."""
+    own = [i.address for i in interfaces]
+    advertised = inventory.server.address
+    if advertised is not None and str(advertised) not in own and _is_local(str(advertised)):
+        own.append(str(advertised))
+    tftp = list(dict.fromkeys([*own, LOOPBACK]))
+    extra = [str(a) for a in inventory.server.http_listen]
+    http = [ANY] if ANY in extra else list(dict.fromkeys([*tftp, *extra]))
+    return tftp, http
+
+
+def _is_local(address: str) -> bool:
+    """True when ``address`` belongs to an interface of this host (it can be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def describe_changes(old: Inventory, new: Inventory) -> list[str]:
@@ -129,6 +162,7 @@ class ConfigWatcher:
         on_applied: Callable[[Inventory], None] = lambda inventory: None,
         load: Loader = load_inventory,
         host_check: HostCheck = host_problems,
+        on_failed: Callable[[str], None] = lambda problem: None,
     ) -> None:
         self.path = path
         self.runtime = runtime
@@ -139,6 +173,8 @@ class ConfigWatcher:
         self._last_error: str | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self.on_failed = on_failed
+        self.problem: str | None = None  # why the last reload was not applied; None when it was
 
     def _file_stamp(self) -> tuple | None:
         try:
@@ -156,7 +192,7 @@ class ConfigWatcher:
             self._stamp = stamp
             if stamp is None:
                 if self.runtime.inventory.source is not None:
-                    self._report_once(f"{self.path}: file is gone; still serving the last good config")
+                    self._failed(f"{self.path}: file is gone", "; still serving the last good config")
                 return False
             try:
                 new = await asyncio.to_thread(self.load, self.path)
@@ -165,10 +201,10 @@ class ConfigWatcher:
                 if problems:
                     raise ConfigError(problems)
             except ConfigError as exc:
-                self._report_once("; ".join(exc.errors) + " — still serving the last good config")
+                self._failed("; ".join(exc.errors), " — still serving the last good config")
                 return False
             except UserError as exc:
-                self._report_once(f"{exc} — still serving the last good config")
+                self._failed(str(exc), " — still serving the last good config")
                 return False
             return self.apply(new)
 
@@ -177,12 +213,13 @@ class ConfigWatcher:
         old = self.runtime.inventory
         refused = dropped_every_node(old, new)
         if refused:
-            self._report_once(f"{self.path}: {refused} — still serving the last good config")
+            self._failed(f"{self.path}: {refused}", " — still serving the last good config")
             return False
         changes = describe_changes(old, new)
         applied = keep_restart_only(old, new)
         self.runtime.inventory = applied
         self._last_error = None
+        self.problem = None
         log.info("config reloaded from %s: %s", self.path, "; ".join(changes) if changes else "no changes")
         self.on_applied(applied)
         return True
@@ -192,6 +229,11 @@ class ConfigWatcher:
         task = asyncio.get_running_loop().create_task(self._check_logged(force=True))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _failed(self, problem: str, consequence: str) -> None:
+        self.problem = problem
+        self.on_failed(problem)
+        self._report_once(problem + consequence)
 
     def _report_once(self, message: str) -> None:
         digest = hashlib.sha256(message.encode()).hexdigest()
@@ -217,54 +259,81 @@ class Server:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.runtime: Runtime | None = None
+        self.metrics = Metrics()
+        self.health = Health()
         self._services: list[ProxyDhcpService | TftpService | HttpService | IscsiService] = []
         self._stopping = asyncio.Event()
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("the server is still starting")
+        return self.runtime
 
     async def run(self) -> None:
         inventory, embedded = load_or_default(self.config_path)
         interfaces = served_interfaces(inventory)
+        account = privileges.service_account(inventory.server.user, inventory.paths.root)
+        privileges.check_program_readable(account)
         self._prepare_root(inventory)
-        store = StateStore(inventory.paths.state_db)
-        recorder = Recorder(store, listeners=(_log_recorded,))
-        advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
-        served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
-        runtime = Runtime(inventory, store, recorder.emit, advertise, inventory.server.http_port, served)
-        self.runtime = runtime
-        _bind_inventory_view(runtime)
+        privileges.give_data_root(inventory.paths.root, account)
+        # The recorder, and with it the store, starts after the drop; until then nothing is recorded.
+        recorder: Recorder | None = None
+        pending: list[Event] = []
 
-        def get_runtime() -> Runtime:
-            return runtime
+        def emit(event: Event) -> None:
+            (recorder.emit if recorder is not None else pending.append)(event)
 
-        booter = InventoryBooter(get_runtime)
+        booter = InventoryBooter(self._runtime)
         mtu = min(i.mtu for i in interfaces)
+        tftp_hosts, http_hosts = listen_addresses(inventory, interfaces)
         http = HttpService(
             booter,
-            recorder.emit,
+            emit,
             inventory.server.http_port,
-            routes=[lambda app: add_api_routes(app, get_runtime)],
+            http_hosts,
+            routes=[
+                lambda app: add_api_routes(app, self._runtime),
+                monitoring.routes(self.metrics, self.health),
+            ],
         )
         tftp = TftpService(
-            "0.0.0.0",
+            tftp_hosts,
             inventory.server.tftp_port,
             lambda path, client: booter.tftp(path, client[0]),
-            recorder.emit,
+            emit,
             mtu=mtu,
             max_transfers=inventory.server.tftp_max_transfers,
             max_per_client=inventory.server.tftp_max_per_client,
             max_windowsize=inventory.server.tftp_windowsize,
         )
-        dhcp = ProxyDhcpService(booter, interfaces, recorder.emit) if inventory.server.proxy_dhcp else None
-        recorder.start()
+        dhcp = ProxyDhcpService(booter, interfaces, emit) if inventory.server.proxy_dhcp else None
+        store: StateStore | None = None
         try:
-            # DHCP first: another DHCP server on this host is the likeliest conflict, and says so
+            # Every port is bound first, while privileged. DHCP first: another DHCP server on this host is
+            # the likeliest conflict, and says so.
             if dhcp is not None:
                 await dhcp.start()
                 self._services.append(dhcp)
-            await asyncio.get_running_loop().run_in_executor(None, tftp.start)
+            tftp.bind_sockets()
             self._services.append(tftp)
             await http.start()
             self._services.append(http)
-            self._summary(inventory, embedded, interfaces)
+            # then no privilege is needed any more: run as the service user, before any thread starts
+            privileges.drop(account)
+            privileges.check_data_root(inventory.paths.root)
+            privileges.check_config_readable(self.config_path)
+            store = StateStore(inventory.paths.state_db)
+            recorder = Recorder(store, listeners=(_log_recorded, self.metrics.recorded))
+            advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
+            served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
+            runtime = Runtime(inventory, store, recorder.emit, advertise, inventory.server.http_port, served)
+            self.runtime = runtime
+            _bind_inventory_view(runtime)
+            recorder.start()
+            for event in pending:
+                recorder.emit(event)
+            tftp.start()
+            self._summary(inventory, embedded, interfaces, tftp_hosts, http_hosts)
             loop = asyncio.get_running_loop()
             checks: set[asyncio.Future] = set()
             # iSCSI last: its problems are reported, never fatal; the PCs keep booting
@@ -281,14 +350,23 @@ class Server:
                 checks.add(task)
                 task.add_done_callback(checks.discard)
 
+            def applied(inventory: Inventory) -> None:
+                self.metrics.reloaded(True)
+                check_later(inventory)
+
             check_later(inventory)
-            watcher = ConfigWatcher(self.config_path, runtime, check_later)
+            watcher = ConfigWatcher(
+                self.config_path, runtime, applied, on_failed=lambda problem: self.metrics.reloaded(False)
+            )
+            self._watch_health(runtime, watcher, dhcp, tftp, http)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
             loop.add_signal_handler(signal.SIGHUP, watcher.reload_now)
             watch_task = asyncio.create_task(watcher.run())
             sessions_task = asyncio.create_task(iscsi.watch(_current_inventory(runtime)))
+            sdnotify.notify("READY=1", f"STATUS=serving {len(inventory.nodes)} node(s)")
             await self._stopping.wait()
+            sdnotify.notify("STOPPING=1")
             log.info("stopping")
             for task in (watch_task, sessions_task):
                 task.cancel()
@@ -296,6 +374,7 @@ class Server:
                     await task
             unsubscribe()
         finally:
+            self.health.services.clear()
             for service in reversed(self._services):
                 try:
                     result = service.stop()
@@ -303,9 +382,32 @@ class Server:
                         await result
                 except Exception:
                     log.exception("error while stopping %s", type(service).__name__)
-            recorder.stop()
-            store.close()
+            if recorder is not None:
+                recorder.stop()
+            if store is not None:
+                store.close()
             log.info("stopped")
+
+    def _watch_health(
+        self,
+        runtime: Runtime,
+        watcher: ConfigWatcher,
+        dhcp: ProxyDhcpService | None,
+        tftp: TftpService,
+        http: HttpService,
+    ) -> None:
+        """What /healthz and the gauges of /metrics read when asked."""
+        services: dict[str, Callable[[], bool]] = {"http": lambda: bool(http.addresses)}
+        if dhcp is not None:
+            services["dhcp"] = lambda: dhcp.bound
+        services["tftp"] = lambda: tftp.running
+        self.health.services = services
+        self.health.reload_problem = lambda: watcher.problem
+        self.metrics.read_at_scrape(
+            active_transfers=lambda: tftp.transfers,
+            nodes=lambda: len(runtime.inventory.nodes),
+            services=services,
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -313,6 +415,8 @@ class Server:
     def _prepare_root(self, inventory: Inventory) -> None:
         """Create the data folders; refuse to start without the boot loaders the config names."""
         paths = inventory.paths
+        if paths.root.exists() and os.geteuid() != 0:
+            privileges.check_data_root(paths.root)
         for folder in (paths.root, paths.tftproot, paths.httproot, paths.cache):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -328,7 +432,14 @@ class Server:
                 + install_advice(missing, command)
             )
 
-    def _summary(self, inventory: Inventory, embedded: bool, interfaces: list[InterfaceInfo]) -> None:
+    def _summary(
+        self,
+        inventory: Inventory,
+        embedded: bool,
+        interfaces: list[InterfaceInfo],
+        tftp_hosts: list[str],
+        http_hosts: list[str],
+    ) -> None:
         if embedded:
             log.info(
                 "no config file at %s: running on the embedded default (no nodes; every machine that "
@@ -350,6 +461,13 @@ class Server:
             runtime.base_url,
             len(inventory.nodes),
             "silent" if inventory.server.unknown == "ignore" else "shown their device id, then local boot",
+        )
+        log.info(
+            "TFTP listens on %s, HTTP on %s; running as user %s with %s",
+            ", ".join(tftp_hosts),
+            ", ".join(http_hosts),
+            privileges.Account.current().name,
+            ", ".join(sorted(privileges.capabilities())) or "no capabilities",
         )
 
 

@@ -1,12 +1,14 @@
-"""Shared pytest fixtures: the isolated test LAN."""
+"""Shared pytest fixtures: the isolated test LAN, the program installed from its wheel."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
+from tests.lab.install import Installed, install, shared_tempdir
 from tests.lab.netns import TestLan, ip_netns_available
 
 
@@ -37,3 +39,13 @@ def test_lan() -> Iterator[Callable[..., TestLan]]:
     finally:
         for lan in reversed(lans):
             lan.close()
+
+
+@pytest.fixture(scope="session")
+def installed_program() -> Iterator[Installed]:
+    """pypxe-homelab built as a wheel and installed into a fresh venv that every user can read."""
+    base = shared_tempdir("pxh-installed-")
+    try:
+        yield install(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

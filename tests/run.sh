@@ -21,6 +21,9 @@ packages=(
   chromium chromium-driver                          # the status page test
   tgt util-linux coreutils                          # the iSCSI target the server runs (tgtd, setpriv, cp)
   libiscsi-bin qemu-utils qemu-block-extra          # real iSCSI initiators for the Pi disk tests
+  podman runc uidmap mmdebstrap                     # the container image test (base image from Debian)
+  systemd                                           # systemd-analyze verify/security of the unit
+  passwd                                            # useradd (the service user); util-linux: unshare, nsenter
 )
 missing=()
 for p in "${packages[@]}"; do

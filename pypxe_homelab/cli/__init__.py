@@ -69,7 +69,7 @@ def main(ctx: click.Context, config_path: Path) -> None:
 
 
 def _register() -> None:
-    for name in ("serve", "nodes", "inspect", "probe", "status", "assets"):
+    for name in ("serve", "nodes", "inspect", "probe", "status", "assets", "service"):
         module = importlib.import_module(f"pypxe_homelab.cli.{name}")
         for command in getattr(module, "COMMANDS", ()):
             main.add_command(command)

@@ -288,6 +288,10 @@ SERVER_FIELDS: dict[str, Parser] = {
     "pxe_vendor_classes": lambda at: _each(at, _nonempty_text, what="a list of vendor class prefixes"),
     "menu_timeout": _menu_timeout,
     "loaders": _loaders,
+    "user": lambda at: V.user_name(at.value),
+    "http_listen": lambda at: _each(
+        at, lambda v: V.ipv4(v, "0.0.0.0"), comma=True, what="a list of IPv4 addresses"
+    ),
 }
 PATHS_FIELDS: dict[str, Parser] = {"root": _root}
 DEFAULTS_FIELDS: dict[str, Parser] = {

@@ -17,6 +17,7 @@ from pypxe_homelab.identity import device_id_of_mac, is_pi_serial, mac_of_device
 DEFAULT_ROOT = Path("/var/lib/pypxe-homelab")
 DEFAULT_CONFIG_PATH = Path("/etc/pypxe-homelab/config.yaml")
 DEFAULT_HTTP_PORT = 12345
+DEFAULT_SERVICE_USER = "pypxe-homelab"
 
 DEFAULT_LOADERS: dict[str, str] = {
     "bios": "lpxelinux.0",
@@ -55,6 +56,10 @@ class ServerSettings:
     menu_timeout: int = 10  # seconds the unknown-machine screen shows before booting from disk
     # Boot file per firmware class, relative to tftproot; "" means that class is not served.
     loaders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LOADERS))
+    # The system user `serve` runs as once its ports are bound (when started as root).
+    user: str = DEFAULT_SERVICE_USER
+    # More addresses HTTP listens on besides the served interfaces and loopback (0.0.0.0: every address).
+    http_listen: tuple[ipaddress.IPv4Address, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -237,3 +237,16 @@ def password(value: Any) -> str:
         what = _SCHEMES.get(ident, f"a ${ident}$")
         raise Invalid(f"{what} hash is not accepted", PASSWORD_FIX)
     return value
+
+
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def user_name(value: Any) -> str:
+    """A system user name as useradd accepts it (lower case, at most 32 characters)."""
+    if isinstance(value, str) and _USER.match(value):
+        return value
+    raise Invalid(
+        f"{shown(value)} is not a user name",
+        "use lower-case letters, digits, '-' and '_' (at most 32), like pypxe-homelab",
+    )

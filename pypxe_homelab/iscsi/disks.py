@@ -75,6 +75,7 @@ def _copy_into_place(image: Path, disk: Path, *, replace: bool) -> None:
         if result.returncode != 0:
             raise DiskError(_copy_failure(what, image, disk, result.stderr))
         _fsync(tmp)
+        _owner_of_folder(tmp)
         if replace:
             os.replace(tmp, disk)
         else:
@@ -88,6 +89,15 @@ def _copy_into_place(image: Path, disk: Path, *, replace: bool) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _owner_of_folder(path: Path) -> None:
+    """Give ``path`` the owner of its folder when running as root (e.g. `reinstall` run with sudo): the
+    server, running as its service user, must be able to write the node's disk."""
+    if os.geteuid() != 0:
+        return
+    folder = path.parent.stat()
+    os.chown(path, folder.st_uid, folder.st_gid)
 
 
 def _copy_failure(what: str, image: Path, disk: Path, stderr: str) -> str:

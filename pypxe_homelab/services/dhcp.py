@@ -182,6 +182,11 @@ class ProxyDhcpService:
         names = ", ".join(f"{i.name} ({i.address})" for i in self.interfaces)
         log.info("ProxyDHCP listening on UDP 67 and 4011 on %s", names)
 
+    @property
+    def bound(self) -> bool:
+        """True while its sockets are open."""
+        return bool(self._transports)
+
     async def stop(self) -> None:
         """Close all sockets."""
         for transport in self._transports:

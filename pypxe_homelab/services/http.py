@@ -5,6 +5,7 @@ an event naming the machine when it can be known."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from pypxe_homelab.events import (
 )
 
 log = logging.getLogger("pypxe_homelab.http")
+
+SHUTDOWN_SECONDS = 3.0  # how long a stop waits for requests still running (SIGTERM ends within seconds)
 
 BOOTIF_COOKIE = "_Syslinux_BOOTIF"
 
@@ -104,7 +107,9 @@ class HttpService:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
         await self._runner.setup()
         for host in self._hosts:
             site = web.TCPSite(self._runner, host, self._port, reuse_address=True)
@@ -116,11 +121,21 @@ class HttpService:
                     "in server.http_port or run with sudo"
                 ) from exc
             except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise UserError(
+                        f"cannot listen on {host}:{self._port}: no interface of this host has that address; "
+                        "fix server.http_listen"
+                    ) from exc
                 owner = hostnet.port_owner("tcp", self._port) or "another program (a web server?)"
                 raise UserError(
                     f"cannot listen on TCP port {self._port}: {exc.strerror}; {owner} uses it: "
                     "stop it or set server.http_port to a free port"
                 ) from exc
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (address, port) pairs listened on."""
+        return [tuple(a[:2]) for a in self._runner.addresses] if self._runner is not None else []
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -220,10 +220,24 @@ class TftpService:
         """How many transfers are running."""
         return len(self._by_client)
 
+    @property
+    def running(self) -> bool:
+        """True while the serving thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        """Bind every address now (raising UserError on failure), then serve in a background thread."""
+        """Bind every address now if not yet bound (raising UserError on failure), then serve in a
+        background thread."""
         if self._thread is not None:
             raise RuntimeError("the TFTP service is already started")
+        self.bind_sockets()
+        self._serve_in_thread()
+
+    def bind_sockets(self) -> None:
+        """Bind every address now (UserError on failure) without serving yet: `serve` binds all its ports
+        before it drops its privileges, and only then starts threads."""
+        if self._listeners:
+            return
         raise_open_file_limit()
         port = self.port
         try:
@@ -245,6 +259,8 @@ class TftpService:
         except BaseException:
             self._close_listeners()
             raise
+
+    def _serve_in_thread(self) -> None:
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -259,6 +275,7 @@ class TftpService:
     def stop(self) -> None:
         """Stop serving, end running transfers, close every socket and join the thread."""
         if self._thread is None:
+            self._close_listeners()  # bound, never started
             return
         self._stopping.set()
         with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import DHCP_KINDS, HTTP_KINDS, TFTP_KINDS, Event, Kind, reinstall_event
 from pypxe_homelab.identity import (
     device_hint,
@@ -50,8 +51,7 @@ _PRUNE_EVERY = 500
 _ARP_TABLE = Path("/proc/net/arp")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL, last_seen REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS devices_mac ON devices (mac);
 CREATE TABLE IF NOT EXISTS nodes (
     device_id TEXT PRIMARY KEY, state TEXT NOT NULL, generation INTEGER NOT NULL,
@@ -61,9 +61,35 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, client TEXT, mac TEXT, detail TEXT NOT NULL, time REAL NOT NULL,
     dedupe TEXT, repeat INTEGER NOT NULL DEFAULT 1, last_time REAL);
 CREATE INDEX IF NOT EXISTS events_device ON events (device_id, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ip_mac (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, time REAL NOT NULL);
 """
+# The schema version is kept in PRAGMA user_version. _SCHEMA is version 0 (as first released, unstamped);
+# step N takes a database from version N-1 to N. A released step is never edited; a change is a new step.
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the repeat lookup made for every recorded event seeks an index instead of scanning the device's events
+    "CREATE INDEX IF NOT EXISTS events_dedupe ON events (device_id, dedupe, id);",
+    # 2: unregistered devices are bounded and aged by when they were last seen; the per-install token secret
+    "ALTER TABLE devices ADD COLUMN last_seen REAL NOT NULL DEFAULT 0;"
+    " UPDATE devices SET last_seen = COALESCE(json_extract(data, '$.last_seen'), 0);"
+    " CREATE INDEX IF NOT EXISTS devices_seen ON devices (last_seen);"
+    " CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, name: str) -> int:
+    """Bring ``db`` to SCHEMA_VERSION, one step per transaction; returns the version it had. A database
+    written by a newer release is refused in one line (an older program must not guess at its tables)."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise UserError(
+            f"{name} was written by a newer pypxe-homelab (schema {found}, this one reads up to "
+            f"{SCHEMA_VERSION}): upgrade pypxe-homelab, or move the file away to start a new state"
+        )
+    db.executescript(_SCHEMA)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.executescript(f"BEGIN; {_MIGRATIONS[version - 1]} PRAGMA user_version = {version}; COMMIT;")
+    return found
 
 
 # Machines that network-boot without being registered are remembered for `probe`, within bounds: any LAN host
@@ -122,12 +148,11 @@ class StateStore:
         if path is not None:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
-        if "last_seen" not in columns:  # a state.db from before devices were bounded
-            self._db.execute("ALTER TABLE devices ADD COLUMN last_seen REAL NOT NULL DEFAULT 0")
-            self._db.execute("UPDATE devices SET last_seen = COALESCE(json_extract(data, '$.last_seen'), 0)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS devices_seen ON devices (last_seen)")
+        try:
+            migrate(self._db, str(path) if path else ":memory:")
+        except BaseException:
+            self._db.close()
+            raise
         self._subscribers: list[Callable[[Notification], None]] = []
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"

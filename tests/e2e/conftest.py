@@ -57,6 +57,7 @@ def config_head(lab: NetbootLab) -> str:
 server:
   interfaces: [eth0]
   http_port: {lab.http_port}
+  user: root  # the lab's data root lies in pytest's private (0700) temporary folder
 paths:
   root: {lab.root}
 defaults:

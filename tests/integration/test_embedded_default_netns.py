@@ -1,7 +1,8 @@
 """A new user's first run: no config file at all, `bootfiles install` then `serve` on the embedded default.
 
 The server's default data root (/var/lib/pypxe-homelab) is kept off the host: the server runs in a private
-mount namespace with a tmpfs over /var/lib, inside a network namespace with a default route of its own.
+mount namespace with a tmpfs over /var/lib, inside a network namespace with a default route of its own. The
+system user it creates for itself goes into a copy of /etc mounted over /etc in that namespace.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.lab.install import Installed, shared_tempdir
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.serverproc import REPO, tftp_get
 
@@ -27,10 +30,25 @@ pytestmark = [
 ]
 
 
-def test_first_run_without_a_config_file(tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-dir" / "config.yaml"
-    cli = f"{sys.executable} -m pypxe_homelab --config {missing}"
-    script = f"mount -t tmpfs tmpfs /var/lib && {cli} bootfiles install && exec {cli} serve"
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user can search (the server reads config.yaml there as its service user)."""
+    path = shared_tempdir("pxh-first-run-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_first_run_without_a_config_file(
+    tmp_path: Path, shared_dir: Path, installed_program: Installed
+) -> None:
+    missing = shared_dir / "no-such-dir" / "config.yaml"
+    cli = f"{installed_program.command} --config {missing}"  # installed as the README says
+    private = (
+        f"cp -a /etc {tmp_path}/etc && mount --bind {tmp_path}/etc /etc && mount -t tmpfs tmpfs /var/lib"
+    )
+    script = f"{private} && {cli} bootfiles install && exec {cli} serve"
     log_path = tmp_path / "serve.log"
     existed = Path("/var/lib/pypxe-homelab").exists()
     with TestLan(["server", "client"]) as lan:
@@ -49,6 +67,8 @@ def test_first_run_without_a_config_file(tmp_path: Path) -> None:
             text = log_path.read_text()
             assert "running on the embedded default" in text
             assert f"serving eth0: {lan.ip('server')}" in text and "0 node(s)" in text
+            assert "created the system user pypxe-homelab" in text
+            assert "running as user pypxe-homelab with no capabilities" in text
             device_id = "01-52-54-00-a0-00-21"
             offers = subprocess.run(
                 [

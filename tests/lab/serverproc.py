@@ -22,10 +22,14 @@ TEST_PUBLIC_KEY = (
 )
 
 
-def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str = "") -> str:
+def base_config(
+    lan: TestLan, root: Path, *, nodes: str = "", extra_server: str = "", user: str | None = "root"
+) -> str:
     """A config.yaml for a server on ``lan``'s host "server" with its data under ``root``.
 
     ``extra_server`` holds more ``server:`` keys, one per line, unindented; ``nodes`` the node entries.
+    ``user`` is server.user: root by default, as pytest's temporary folders are private to root (the
+    least-privilege tests use folders the service user can reach); None leaves the default user.
     """
     server = textwrap.indent(textwrap.dedent(extra_server).strip(), "  ")
     return (
@@ -33,6 +37,7 @@ def base_config(lan: TestLan, root: Path, *, nodes: str = "", extra_server: str 
         "server:\n"
         "  interfaces: [eth0]   # the namespace's only link\n"
         "  http_port: 12345\n"
+        + (f"  user: {user}\n" if user else "")
         + (server + "\n" if server else "")
         + f"paths:\n  root: {root}\n"
         + f"defaults:\n  gateway: {lan.prefix}.1\n  dns: [{lan.prefix}.1]\n"

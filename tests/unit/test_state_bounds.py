@@ -62,6 +62,7 @@ def test_old_state_files_get_the_last_seen_column(tmp_path) -> None:
     first.record(offer("02:00:00:00:00:07", 1234.0))
     first._db.execute("DROP INDEX devices_seen")
     first._db.execute("ALTER TABLE devices DROP COLUMN last_seen")  # as written by an older version
+    first._db.execute("PRAGMA user_version = 1")
     first.close()
     again = StateStore(path, use_arp=False)
     assert again._db.execute("SELECT last_seen FROM devices").fetchone()[0] == 1234.0
