@@ -21,6 +21,9 @@ packages=(
   chromium chromium-driver                          # the status page test
   tgt util-linux coreutils                          # the iSCSI target the server runs (tgtd, setpriv, cp)
   libiscsi-bin qemu-utils qemu-block-extra          # real iSCSI initiators for the Pi disk tests
+  fdisk dosfstools mtools e2fsprogs xz-utils        # the Raspberry Pi image fixture (sfdisk, mkfs.vfat, mcopy, mkfs.ext4)
+  libarchive13                                      # libarchive-c writes the iSCSI initramfs archive
+  kmod                                              # depmod, for the Pi fixture's module indexes
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,6 +32,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Raspberry Pi fixture is built from Debian's arm64 packages (tests/lab/pi_image.py downloads them with
+# `apt-get download`): the arm64 package lists must be known.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
 fi
 
 python=${PYTHON:-python3}
