@@ -18,12 +18,12 @@ from pypxe_homelab.boot.autoinstall import PI_INTERFACE, HostNetwork
 from pypxe_homelab.boot.iscsi_names import ISCSI_PORT, initiator_name, target_iqn
 from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.identity import is_pi_serial, split_node_path
 
 SERVED_INITRAMFS = "initrd-iscsi.img"
 PI3_LOADER = "bootcode.bin"
 # Words of the image's cmdline.txt that the server sets itself.
 OWN_WORDS = re.compile(r"^(root|rootfstype|ip|ds|ISCSI_[A-Z_]+|BOOTIF|netboot)=", re.IGNORECASE)
-_SERIAL_PATH = re.compile(r"^([0-9a-f]{8})/(.+)$")
 _SETTINGS = re.compile(r"^\s*(kernel|initramfs|cmdline)\b", re.IGNORECASE)
 
 TreeLookup = Callable[[str], BootTree | None]
@@ -41,10 +41,11 @@ class PiFile:
 
 def pi_request(path: str) -> tuple[str, str] | None:
     """``(serial, name)`` for a normalised ``<8 hex>/<name>`` path (serial lower-cased), else None."""
-    m = _SERIAL_PATH.match(path)
-    if m is None and (m := _SERIAL_PATH.match(path[:9].lower() + path[9:])) is None:
+    head, sep, rest = path.partition("/")
+    split = split_node_path(head.lower() + sep + rest)
+    if split is None or not is_pi_serial(split[0]):
         return None
-    return m.group(1), m.group(2)
+    return split
 
 
 def pi_nodes(inventory: Inventory) -> list[Node]:

@@ -14,7 +14,7 @@ from pypxe_homelab.assets.initramfs import Tree
 from pypxe_homelab.boot.iscsi_names import initiator_name, target_iqn
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.pi_image import ROOT_UUID, PiImage, build_pi_image
-from tests.lab.serverproc import ServerLab, ServerProcess, base_config, tftp_get
+from tests.lab.serverproc import ServerLab, ServerProcess, base_config, http_request, tftp_get
 
 pytestmark = [
     pytest.mark.netns,
@@ -109,8 +109,6 @@ def test_unregistered_pi_gets_nothing_that_boots(lab: ServerLab) -> None:
 
 
 def test_pi_cloud_init_seed_over_http(lab: ServerLab) -> None:
-    from tests.lab.serverproc import http_request
-
     user_data = http_request(lab.lan, "client", f"http://{lab.server_ip}:12345/{SERIAL}/cloud-init/user-data")
     assert user_data["status"] == 200 and user_data["text"].startswith("#cloud-config")
     assert "hashed_passwd: $6$" in user_data["text"] and "NOPASSWD:ALL" in user_data["text"]
