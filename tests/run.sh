@@ -24,6 +24,7 @@ packages=(
   fdisk dosfstools mtools e2fsprogs xz-utils        # the Raspberry Pi image fixture (sfdisk, mkfs.vfat, mcopy, mkfs.ext4)
   libarchive13                                      # libarchive-c writes the iSCSI initramfs archive
   kmod                                              # depmod, for the Pi fixture's module indexes
+  qemu-system-arm tgt                               # the Pi's diskless arm64 boot (QEMU virt) and its iSCSI target
 )
 missing=()
 for p in "${packages[@]}"; do

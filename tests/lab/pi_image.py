@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 import zstandard
 
 CACHE_ROOT = Path(os.environ.get("PYPXE_TEST_CACHE", "/var/cache/pypxe-homelab-tests"))
-RECIPE = 4  # bump when the recipe changes
+RECIPE = 6  # bump when the recipe changes
 ROOT_UUID = "6d1c2a50-3b7e-4c1e-9a55-0c0ffee0a001"
 BOOT_LABEL = "system-boot"
 ROOT_LABEL = "writable"
@@ -86,7 +87,7 @@ poweroff -f
 """
 OS_RELEASE = 'PRETTY_NAME="Pi-shaped test image (Debian arm64 packages)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
 BUSYBOX_APPLETS = (
-    "sh", "mount", "umount", "mkdir", "cat", "echo", "ls", "ln", "sleep", "sed", "grep", "modprobe", "insmod",
+    "sh", "mount", "umount", "mkdir", "cat", "echo", "ls", "ln", "sleep", "sed", "grep",
     "readlink", "ip", "mknod", "chmod", "rm", "mv", "cp", "dmesg", "poweroff", "sync", "uname", "tr", "cut",
     "head", "tail", "printf", "test", "[", "true", "false", "wc", "env", "date", "find", "touch", "mountpoint",
     "dd", "sort", "expr", "basename", "dirname", "awk", "tsort", "switch_root", "stat", "start-stop-daemon",
@@ -246,6 +247,9 @@ def _build(work: Path, specs: list[str]) -> None:
     (root / "usr/sbin/init").write_text(ROOT_INIT)
     (root / "usr/sbin/init").chmod(0o755)
     (root / "etc/os-release").write_text(OS_RELEASE)
+    # static nodes: without udev, initramfs-tools does not move its /dev onto the root
+    os.mknod(root / "dev/console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
+    os.mknod(root / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     (root / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext4 defaults 0 1\n")
     root_mods = root / "usr/lib/modules" / version
     for rel in _module_closure(full_modules, ROOT_MODULES):
@@ -333,7 +337,7 @@ def _initramfs(trees: dict[str, Path], root: Path, full_modules: Path, version: 
     klibc = trees["klibc-utils"] / "usr/lib/klibc/bin"
     for tool in ("ipconfig", "run-init", "nfsmount", "resume"):
         add(f"usr/bin/{tool}", (klibc / tool).read_bytes())
-    for lib in (trees["libklibc"] / "usr/lib").rglob("klibc-*.so"):
+    for lib in trees["libklibc"].rglob("klibc-*.so"):
         add(f"usr/lib/{lib.name}", lib.read_bytes())
     add("usr/sbin/blkid", (trees["util-linux"] / "sbin/blkid").read_bytes())
     libc = trees["libc6"]
@@ -359,6 +363,7 @@ def _initramfs(trees: dict[str, Path], root: Path, full_modules: Path, version: 
 
     links = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib"}
     links |= {f"usr/bin/{applet}": "busybox" for applet in BUSYBOX_APPLETS}
+    links |= {f"usr/sbin/{tool}": "../bin/busybox" for tool in ("modprobe", "insmod", "rmmod", "depmod")}
     stage = root.parent / "initramfs"
     for d in ("usr/bin", "usr/sbin", "usr/lib", "etc", "run", "var", "tmp", "root", "proc", "sys", "dev"):
         (stage / d).mkdir(parents=True, exist_ok=True)
