@@ -3,17 +3,21 @@ the way the kernel unpacks it. Uses the Pi-shaped fixture image built from Debia
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import lzma
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from pypxe_homelab.assets import pi_images
 from pypxe_homelab.assets.disk_image import FatReader, RootFs, mbr_partitions
+from pypxe_homelab.assets.images import CatalogueEntry
 from pypxe_homelab.assets.initramfs import Tree, segments
 from pypxe_homelab.errors import UserError
 from tests.lab.pi_image import CMDLINE_TXT, CONFIG_TXT, ROOT_UUID, PiImage, build_pi_image
@@ -107,9 +111,16 @@ def test_served_initramfs_holds_the_iscsi_login(fixture_image: PiImage, added) -
     assert view.get("usr/bin/ipconfig") is not None and view.get("bin/sh").is_file
 
 
-def test_image_xz_is_decompressed(fixture_image: PiImage, tmp_path: Path) -> None:
-    xz = tmp_path / "small-pi.img.xz"
-    subprocess.run(["xz", "-0", "-T2", "-k", "-c", str(fixture_image.path)], stdout=xz.open("wb"), check=True)
+@pytest.fixture(scope="module")
+def image_xz(fixture_image: PiImage, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    xz = tmp_path_factory.mktemp("xz") / "small-pi.img.xz"
+    with xz.open("wb") as out:
+        subprocess.run(["xz", "-0", "-T2", "-c", str(fixture_image.path)], stdout=out, check=True)
+    return xz
+
+
+def test_image_xz_is_decompressed(fixture_image: PiImage, image_xz: Path, tmp_path: Path) -> None:
+    xz = image_xz
     info = pi_images.add_pi_image(xz, "from-xz", tmp_path / "httproot")
     raw = pi_images.pi_image_file(tmp_path / "httproot", "from-xz")
     assert raw.name == "small-pi.img" and info.arch == "arm64"
@@ -163,3 +174,44 @@ def test_a_file_that_is_no_disk_image_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(os.urandom(4096))
     with pytest.raises(UserError, match="no MBR partition table"):
         pi_images.add_pi_image(junk, "junk", tmp_path / "httproot")
+
+
+@pytest.fixture
+def http_dir(image_xz: Path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(image_xz.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _entry(url: str, sha256: str) -> CatalogueEntry:
+    return CatalogueEntry(
+        name="pi-fetched", description="test", release="12", iso="small-pi.img.xz", sha256=sha256,
+        urls=(f"{url}/small-pi.img.xz",), kind="pi", arch="arm64",
+    )  # fmt: skip
+
+
+def test_fetch_downloads_checks_and_decompresses(
+    fixture_image: PiImage, image_xz: Path, http_dir: str, tmp_path: Path
+) -> None:
+    sha = hashlib.sha256(image_xz.read_bytes()).hexdigest()
+    info = pi_images.fetch_pi_image(_entry(http_dir, sha), tmp_path / "httproot", progress=False)
+    folder = tmp_path / "httproot" / "images" / "pi-fetched"
+    assert info.sha256 == sha and sorted(p.name for p in folder.iterdir()) == [
+        "pi-image.json",
+        "small-pi.img",
+    ]
+    assert (folder / "small-pi.img").read_bytes() == fixture_image.path.read_bytes()
+    again = pi_images.fetch_pi_image(_entry(http_dir, sha), tmp_path / "httproot", progress=False)
+    assert again == info  # ready: nothing fetched twice
+
+
+def test_fetch_with_a_wrong_checksum_leaves_nothing(image_xz: Path, http_dir: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="sha256 is"):
+        pi_images.fetch_pi_image(_entry(http_dir, "0" * 64), tmp_path / "httproot", progress=False)
+    assert not (tmp_path / "httproot" / "images" / "pi-fetched").exists()
