@@ -5,8 +5,9 @@ A preinstalled Ubuntu image builds its initramfs without open-iscsi's parts (the
 image's root file system:
 
 * ``/sbin/iscsistart`` and the shared libraries it needs (ELF ``DT_NEEDED``, read with pyelftools);
-* the ``iscsi_tcp`` kernel modules of the image's kernel, with their dependencies and the kernel's
-  ``modules.*`` index files (so ``modprobe iscsi_tcp`` resolves);
+* the ``iscsi_tcp`` kernel modules of the image's kernel with their dependencies, uncompressed, and
+  ``modules.*`` index files that ``depmod`` makes for the stock modules plus these (so ``modprobe`` resolves
+  both);
 * open-iscsi's initramfs-tools scripts ``local-top/iscsi`` and ``local-bottom/iscsi``, and the ``ORDER``
   files initramfs-tools runs them from (the stock ones, with the iSCSI lines added).
 
@@ -17,11 +18,17 @@ environment variables, and the script reads them from there.
 
 from __future__ import annotations
 
+import gzip
 import io
+import lzma
+import shutil
 import stat
+import subprocess
+import tempfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+import zstandard
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
@@ -43,6 +50,8 @@ TRIPLETS = {
     "EM_X86_64": "x86_64-linux-gnu",
 }
 ARCHES = {"EM_AARCH64": "arm64", "EM_ARM": "armhf", "EM_X86_64": "amd64"}
+
+DEPMOD_PATHS = ("/usr/sbin/depmod", "/sbin/depmod")
 
 _EXEC = stat.S_IFREG | 0o755
 _FILE = stat.S_IFREG | 0o644
@@ -185,6 +194,60 @@ def module_files(root: RootFs, version: str) -> list[str]:
     return files
 
 
+def _plain_ko(rel: str) -> str:
+    for suffix in MODULE_SUFFIXES[1:]:
+        if rel.endswith(suffix):
+            return rel.removesuffix(suffix) + ".ko"
+    return rel
+
+
+def decompress_module(rel: str, data: bytes) -> bytes:
+    """A module as the initramfs holds it: uncompressed ``.ko`` (as mkinitramfs does it)."""
+    try:
+        if rel.endswith(".ko.zst"):
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        if rel.endswith(".ko.xz"):
+            return lzma.decompress(data)
+        if rel.endswith(".ko.gz"):
+            return gzip.decompress(data)
+    except (zstandard.ZstdError, lzma.LZMAError, OSError, EOFError) as exc:
+        raise InitramfsError(f"module {rel} of the image is damaged ({exc})") from None
+    return data
+
+
+def module_indexes(root: RootFs, stock: Tree, version: str, added: dict[str, bytes]) -> dict[str, bytes]:
+    """``modules.dep``, ``modules.dep.bin``, ``modules.alias``… for the modules the served initramfs holds (the
+    stock ones and the added ones), made by kmod's ``depmod`` over a scratch copy of that module tree, as
+    mkinitramfs makes them. The stock indexes would not know the added modules; the root's would name every
+    module by the file name it has on the root (``.ko.zst``), not the one in the initramfs."""
+    depmod = shutil.which("depmod") or next((p for p in DEPMOD_PATHS if Path(p).is_file()), None)
+    if depmod is None:
+        raise InitramfsError("depmod is not installed; install kmod (it builds the initramfs module indexes)")
+    base = f"lib/modules/{version}"
+    with tempfile.TemporaryDirectory(prefix="pypxe-depmod-") as scratch:
+        tree = Path(scratch) / base
+        tree.mkdir(parents=True)
+        stock_base = stock.resolve(base)
+        prefix = stock_base + "/"
+        for name, node in stock.nodes.items():
+            if node.is_file and name.startswith(prefix) and name.endswith(MODULE_SUFFIXES):
+                dest = tree / name[len(prefix) :]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(node.data)
+        for rel, data in added.items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(data)
+        for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+            if root.is_file(f"/{base}/{name}"):
+                (tree / name).write_bytes(root.read(f"/{base}/{name}"))
+        result = subprocess.run([depmod, "-b", scratch, version], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise InitramfsError(
+                f"depmod failed for kernel {version}: {result.stderr.strip().splitlines()[-1:]}"
+            )
+        return {p.name: p.read_bytes() for p in sorted(tree.glob("modules.*")) if p.is_file()}
+
+
 def _order(stock: Tree, phase: str) -> bytes:
     """``scripts/<phase>/ORDER``: the stock lines, then the iSCSI script (initramfs-tools' own format)."""
     current = stock.get(f"scripts/{phase}/ORDER")
@@ -212,13 +275,14 @@ def build_addon(root: RootFs, stock_initramfs: bytes, kernel: bytes | None = Non
         if path == source:
             files["/sbin/iscsistart"] = (_EXEC, data)  # where open-iscsi's script looks for it
     base = f"/lib/modules/{version}"
-    modules = []
+    added: dict[str, bytes] = {}
     for rel in module_files(root, version):
-        files[f"{base}/{rel}"] = (_FILE, root.read(f"{base}/{rel}"))
-        modules.append(f"{base}/{rel}")
-    for name in root.listdir(base):
-        if name.startswith("modules.") and root.is_file(f"{base}/{name}"):
-            files[f"{base}/{name}"] = (_FILE, root.read(f"{base}/{name}"))
+        added[_plain_ko(rel)] = decompress_module(rel, root.read(f"{base}/{rel}"))
+    modules = [f"{base}/{rel}" for rel in added]
+    for rel, data in added.items():
+        files[f"{base}/{rel}"] = (_FILE, data)
+    for name, data in module_indexes(root, stock, version, added).items():
+        files[f"{base}/{name}"] = (_FILE, data)
     scripts = []
     for rel in SCRIPTS:
         src = f"{SCRIPT_DIR}/{rel}"

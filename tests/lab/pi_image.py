@@ -28,7 +28,7 @@ from pathlib import Path
 import zstandard
 
 CACHE_ROOT = Path(os.environ.get("PYPXE_TEST_CACHE", "/var/cache/pypxe-homelab-tests"))
-RECIPE = 6  # bump when the recipe changes
+RECIPE = 7  # bump when the recipe changes
 ROOT_UUID = "6d1c2a50-3b7e-4c1e-9a55-0c0ffee0a001"
 BOOT_LABEL = "system-boot"
 ROOT_LABEL = "writable"
@@ -252,9 +252,10 @@ def _build(work: Path, specs: list[str]) -> None:
     os.mknod(root / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     (root / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext4 defaults 0 1\n")
     root_mods = root / "usr/lib/modules" / version
-    for rel in _module_closure(full_modules, ROOT_MODULES):
+    zstd = zstandard.ZstdCompressor(level=3)
+    for rel in _module_closure(full_modules, ROOT_MODULES):  # .ko.zst on the root, as Ubuntu 24.04 has them
         (root_mods / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(full_modules / rel, root_mods / rel)
+        (root_mods / f"{rel}.zst").write_bytes(zstd.compress((full_modules / rel).read_bytes()))
     for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
         shutil.copy2(full_modules / name, root_mods / name)
     _run("depmod", "-b", str(root), version)
