@@ -348,6 +348,7 @@ def _extract(raw: Path, info: PiImageInfo, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
+        work.chmod(0o755)
         found = recognise(raw)
         boot = work / "boot"
         for rel, data in found.boot_files.items():
