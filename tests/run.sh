@@ -23,8 +23,8 @@ packages=(
   libiscsi-bin qemu-utils qemu-block-extra          # real iSCSI initiators for the Pi disk tests
   fdisk dosfstools mtools e2fsprogs xz-utils        # the Raspberry Pi image fixture (sfdisk, mkfs.vfat, mcopy, mkfs.ext4)
   libarchive13                                      # libarchive-c writes the iSCSI initramfs archive
-  kmod                                              # depmod, for the Pi fixture's module indexes
-  qemu-system-arm tgt                               # the Pi's diskless arm64 boot (QEMU virt) and its iSCSI target
+  kmod                                              # depmod: module indexes of the served Pi initramfs and the fixture
+  qemu-system-arm                                   # the Pi's diskless arm64 boot (QEMU virt)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pypxe_homelab.assets.pi_images import BootTree
 from pypxe_homelab.boot.autoinstall import PI_INTERFACE, HostNetwork
-from pypxe_homelab.boot.iscsi_names import ISCSI_PORT, initiator_name, target_iqn
 from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.identity import is_pi_serial, split_node_path
+from pypxe_homelab.iscsi.naming import ISCSI_PORT, initiator_name, target_iqn
 
 SERVED_INITRAMFS = "initrd-iscsi.img"
 PI3_LOADER = "bootcode.bin"

@@ -3,7 +3,7 @@
 A scripted Pi 4 fetches its files over TFTP from the real ``serve`` (config.txt, cmdline.txt, then the kernel
 and initramfs config.txt names); QEMU boots exactly those bytes with that command line (no QEMU model boots
 from the network like a Pi's EEPROM). The image's initramfs-tools runs the appended open-iscsi script, the
-image's ``iscsistart`` logs into the node's disk on tgtd, the root partition is mounted by UUID, the root's
+image's ``iscsistart`` logs into the node's disk, which serve exports with its own tgtd, the root partition is mounted by UUID, the root's
 init writes a file and powers off; the second boot finds the file.
 """
 
@@ -21,19 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from pypxe_homelab.assets.pi_images import parse_config_txt, pi_image_file
-from pypxe_homelab.boot.iscsi_names import initiator_name, target_iqn
+from pypxe_homelab.assets.pi_images import parse_config_txt
+from pypxe_homelab.iscsi.naming import target_iqn
 from tests.conftest import lab_skip_reason
 from tests.lab.netns import TestLan, stop_process
 from tests.lab.pi_image import ROOT_UUID, build_pi_image
 from tests.lab.qemu import clean_serial
 from tests.lab.serverproc import REPO, ServerProcess, base_config
-from tests.lab.tgt import LabTarget, tgt_skip_reason
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or ""),
-    pytest.mark.skipif(tgt_skip_reason() is not None, reason=tgt_skip_reason() or ""),
+    pytest.mark.skipif(shutil.which("tgtd") is None, reason="needs Debian's tgt (tgtd)"),
     pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-arm"),
     pytest.mark.skipif(not Path("/usr/lib/PXELINUX/lpxelinux.0").exists(), reason="needs Debian's pxelinux"),
 ]
@@ -109,28 +108,18 @@ def test_pi_boots_diskless_from_its_iscsi_disk_and_keeps_its_data(tmp_path: Path
         server = ServerProcess(lan, config)
         server.cli("bootfiles", "install")
         server.cli("images", "add", str(image.path), "--name", "pi-test")
-        disk = tmp_path / f"{SERIAL}.img"  # the node's own disk: a copy of its image
-        subprocess.run(
-            ["cp", "--sparse=always", str(pi_image_file(root / "httproot", "pi-test")), str(disk)], check=True
-        )
-        target = LabTarget(lan, "server", tmp_path / "tgtd.log")
-        try:
-            target.export(target_iqn(SERIAL), disk, initiator_name(SERIAL))
-            with server.running():
-                fetched = tmp_path / "fetched"
-                fetched.mkdir()
-                os.chmod(fetched, 0o777)
-                files = fetch_boot_files(lan, lan.ip("server"), fetched)
-                words = files["cmdline.txt"].read_text().split()
-                assert (
-                    f"root=UUID={ROOT_UUID}" in words and f"ISCSI_TARGET_NAME={target_iqn(SERIAL)}" in words
-                )
-                tap = lan.add_tap("pi")
-                first = boot_vm(lan, tap, files, tmp_path, 1)
-                assert "iscsistart: Logging into " + target_iqn(SERIAL) in first, first[-3000:]
-                assert re.search(r"PI-ROOT: root is /dev/sd[a-z]2 / ext4 rw", first), first[-3000:]
-                assert "PI-ROOT: no mark yet" in first, first[-3000:]
-                second = boot_vm(lan, tap, files, tmp_path, 2)
-                assert "PI-ROOT: mark found: written on boot" in second, second[-3000:]
-        finally:
-            target.close()
+        with server.running():  # serve exports the node's disk (iscsiroot/<serial>.img) with its own tgtd
+            server.wait_log(f"exporting {SERIAL}", timeout=60)
+            fetched = tmp_path / "fetched"
+            fetched.mkdir()
+            os.chmod(fetched, 0o777)
+            files = fetch_boot_files(lan, lan.ip("server"), fetched)
+            words = files["cmdline.txt"].read_text().split()
+            assert f"root=UUID={ROOT_UUID}" in words and f"ISCSI_TARGET_NAME={target_iqn(SERIAL)}" in words
+            tap = lan.add_tap("pi")
+            first = boot_vm(lan, tap, files, tmp_path, 1)
+            assert "iscsistart: Logging into " + target_iqn(SERIAL) in first, first[-3000:]
+            assert re.search(r"PI-ROOT: root is /dev/sd[a-z]2 / ext4 rw", first), first[-3000:]
+            assert "PI-ROOT: no mark yet" in first, first[-3000:]
+            second = boot_vm(lan, tap, files, tmp_path, 2)
+            assert "PI-ROOT: mark found: written on boot" in second, second[-3000:]

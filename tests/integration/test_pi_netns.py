@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pypxe_homelab.assets.initramfs import Tree
-from pypxe_homelab.boot.iscsi_names import initiator_name, target_iqn
+from pypxe_homelab.iscsi.naming import initiator_name, target_iqn
 from tests.lab.netns import TestLan, ip_netns_available
 from tests.lab.pi_image import ROOT_UUID, PiImage, build_pi_image
 from tests.lab.serverproc import ServerLab, ServerProcess, base_config, http_request, tftp_get

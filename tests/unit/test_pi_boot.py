@@ -14,11 +14,11 @@ from pypxe_homelab.assets import pi_images
 from pypxe_homelab.assets.pi_images import BootTree, PiImageInfo, parse_config_txt
 from pypxe_homelab.boot.autoinstall import HostNetwork
 from pypxe_homelab.boot.autoinstall_boot import check_nodes, cloud_init_file
-from pypxe_homelab.boot.iscsi_names import initiator_name, target_iqn
 from pypxe_homelab.boot.pi_boot import SERVED_INITRAMFS, cmdline_words, pi_file, render_config_txt
 from pypxe_homelab.boot.pi_cloud_init import build_network_config, build_user_data, check_user_data
 from pypxe_homelab.config.loader import parse_inventory
 from pypxe_homelab.config.model import Defaults, Inventory, Node
+from pypxe_homelab.iscsi.naming import initiator_name, target_iqn
 from tests.fixtures.autoinstall.inventories import BASE_URL, PC_ID, PI_ID, inventory, public_key
 
 HOST = HostNetwork(ipaddress.IPv4Address("192.168.1.1"), (ipaddress.IPv4Address("192.168.1.1"),))
