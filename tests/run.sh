@@ -24,6 +24,10 @@ packages=(
   podman runc uidmap mmdebstrap                     # the container image test (base image from Debian)
   systemd                                           # systemd-analyze verify/security of the unit
   passwd                                            # useradd (the service user); util-linux: unshare, nsenter
+  fdisk dosfstools mtools e2fsprogs xz-utils        # the Raspberry Pi image fixture (sfdisk, mkfs.vfat, mcopy, mkfs.ext4)
+  libarchive13                                      # libarchive-c writes the iSCSI initramfs archive
+  kmod                                              # depmod: module indexes of the served Pi initramfs and the fixture
+  qemu-system-arm                                   # the Pi's diskless arm64 boot (QEMU virt)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -32,6 +36,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Raspberry Pi fixture is built from Debian's arm64 packages (tests/lab/pi_image.py downloads them with
+# `apt-get download`): the arm64 package lists must be known.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
 fi
 
 python=${PYTHON:-python3}

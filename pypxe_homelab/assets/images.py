@@ -39,10 +39,16 @@ class CatalogueEntry:
     name: str
     description: str
     release: str  # '22.04.1': selects the autoinstall schema
-    iso: str  # file name, ends in .iso
+    iso: str  # file name as published: the .iso, or a Pi image's .img.xz
     sha256: str
     urls: tuple[str, ...]
     size: int | None = None
+    kind: str = "installer"  # 'installer' (live-server ISO) or 'pi' (preinstalled Raspberry Pi image)
+    arch: str = "amd64"
+
+    @property
+    def is_pi(self) -> bool:
+        return self.kind == "pi"
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,12 @@ def load_catalogue() -> dict[str, CatalogueEntry]:
             name=name,
             description=item["description"],
             release=str(item["release"]),
-            iso=item["iso"],
+            iso=item.get("iso") or item["image"],
             sha256=item["sha256"].lower(),
             urls=tuple(item["urls"]),
             size=item.get("size"),
+            kind=item.get("kind", "installer"),
+            arch=item.get("arch", "amd64"),
         )
         for name, item in data.items()
     }
@@ -147,7 +155,7 @@ def iso_file_name(root: Path, name: str) -> str | None:
     if paths is not None:
         return paths.iso_file
     entry = load_catalogue().get(name)
-    return entry.iso if entry else None
+    return entry.iso if entry and not entry.is_pi else None
 
 
 def list_images(root: Path) -> list[ImageInfo]:

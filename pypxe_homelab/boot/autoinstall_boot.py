@@ -9,6 +9,8 @@ from pathlib import Path
 from pypxe_homelab.assets.images import image_paths
 from pypxe_homelab.boot.autoinstall import TOKEN_PLACEHOLDER, check_node, seed_file
 from pypxe_homelab.boot.kernel_cmdline import node_http_file, node_installer_boot
+from pypxe_homelab.boot.pi_cloud_init import pi_seed_file
+from pypxe_homelab.boot.pi_node import check_pi_node, pc_os_problem
 from pypxe_homelab.boot.policy import BootChoice, choose_boot
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.errors import UserError
@@ -22,9 +24,17 @@ def installer_urls(inventory: Inventory, node: Node, base_url: str) -> list[str]
     return [iso_url, *(seed + name for name in ("meta-data", "user-data", "vendor-data"))]
 
 
+def node_problems(inventory: Inventory, node: Node) -> list[str]:
+    """A Pi's checks for a Raspberry Pi node, the installer's for a PC (which must not name a Pi image)."""
+    if node.is_pi:
+        return check_pi_node(inventory, node)
+    wrong_kind = pc_os_problem(inventory, node)
+    return [wrong_kind] if wrong_kind else check_node(inventory, node)
+
+
 def check_nodes(inventory: Inventory) -> list[str]:
-    """``check_node`` for every node of the inventory, problems in node order."""
-    return [problem for node in inventory.nodes.values() for problem in check_node(inventory, node)]
+    """``node_problems`` for every node of the inventory, problems in node order."""
+    return [problem for node in inventory.nodes.values() for problem in node_problems(inventory, node)]
 
 
 def node_file(inventory: Inventory, device_id: str, rel_path: str) -> Path | None:
@@ -41,7 +51,10 @@ def cloud_init_file(
     token: str = TOKEN_PLACEHOLDER,
 ) -> str:
     """Body of ``/<id>/cloud-init/<name>`` (user-data, meta-data, vendor-data, network-config)."""
-    body = seed_file(inventory, node, name, base_url, generation, token)
+    if node.is_pi:
+        body = pi_seed_file(inventory, node, name, base_url, generation, token)
+    else:
+        body = seed_file(inventory, node, name, base_url, generation, token)
     if body is None:
         raise UserError(f"{name} is not a cloud-init seed file")
     return body
@@ -59,7 +72,7 @@ def boot_choice(inventory: Inventory, device_id: str | None, install_state: str 
     choice = choose_boot(inventory, device_id, install_state, image_ready(inventory))
     if choice.action != "install" or choice.node is None:
         return choice
-    problems = check_node(inventory, choice.node)
+    problems = node_problems(inventory, choice.node)
     if not problems:
         return choice
     reason = problems[0].split(": ", 1)[-1]

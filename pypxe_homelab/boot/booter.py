@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 from pypxe_homelab.assets.bootloaders import is_ipxe_loader
-from pypxe_homelab.boot.autoinstall import SEED_FILES
+from pypxe_homelab.boot.autoinstall import SEED_FILES, detect_host_network
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
 from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import render_loader_config
+from pypxe_homelab.boot.pi_boot import pi_file
+from pypxe_homelab.boot.pi_node import BOOT_TREES
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.identity import (
@@ -321,6 +323,16 @@ class InventoryBooter:
                 client_ip=client_ip,
             )
             return FileAnswer(data=text.encode(), what="config", device_id=device_id)
+        inventory = env.inventory
+        pi = pi_file(
+            inventory,
+            path,
+            env.base_url_for(client_ip),
+            detect_host_network(),
+            lambda name: BOOT_TREES.lookup(inventory, name),
+        )
+        if pi is not None:
+            return FileAnswer(data=pi.data, path=pi.path, what=pi.what, device_id=pi.device_id)
         found = static_file(env.inventory.paths.tftproot, path)
         return FileAnswer(path=found, what=file_kind(path, "loader")) if found is not None else None
 

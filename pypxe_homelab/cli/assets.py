@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
-from pypxe_homelab.assets import bootloaders, images
+from pypxe_homelab.assets import bootloaders, images, pi_images
 from pypxe_homelab.config.model import Inventory
 
 
@@ -77,17 +78,38 @@ def images_group() -> None:
 def images_fetch(obj, name: str, quiet: bool) -> None:
     """Download catalogue image NAME (resumes an interrupted download), check it, extract kernel and initrd."""
     inventory = _inventory(obj)
+    entry = images.load_catalogue().get(name)
+    if entry is not None and entry.is_pi:
+        pi = pi_images.fetch_pi_image(entry, inventory.paths.httproot, progress=not quiet)
+        _prepare_pi(inventory, pi)
+        return
     info = images.fetch_image(name, inventory.paths.httproot, progress=not quiet)
     click.echo(f"{info.name}: ready ({info.iso}, sha256 {info.sha256})")
 
 
+def _prepare_pi(inventory: Inventory, info: pi_images.PiImageInfo) -> None:
+    """Extract the boot tree and build the served initramfs now, so the first Pi boot does not wait for it."""
+    tree = pi_images.boot_tree(inventory.paths.httproot, inventory.paths.cache, info.name)
+    login = "iSCSI initramfs ready" if tree.served_initramfs else "config.txt names no initramfs"
+    click.echo(
+        f"{info.name}: ready (Pi image {info.image}, {info.arch}, {info.description}; {len(tree.files)} boot files, "
+        f"{login}; sha256 {info.sha256})"
+    )
+
+
 @images_group.command("add")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", help="Image name nodes use as os: (default: the file name without .iso).")
+@click.option("--name", help="Image name nodes use as os: (default: the file name without .iso/.img.xz).")
 @click.pass_obj
 def images_add(obj, path: Path, name: str | None) -> None:
-    """Install a local Ubuntu live-server ISO as an image."""
+    """Install a local Ubuntu live-server ISO, or a Raspberry Pi image (.img or .img.xz), as an image."""
     inventory = _inventory(obj)
+    if pi_images.is_pi_image_file(path):
+        stem = path.name.removesuffix(".xz").removesuffix(".img").lower()
+        chosen_pi = name or re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._")
+        pi = pi_images.add_pi_image(path, chosen_pi, inventory.paths.httproot)
+        _prepare_pi(inventory, pi)
+        return
     chosen = name or path.name.removesuffix(".iso").lower()
     info = images.add_image(path, chosen, inventory.paths.httproot)
     release = f", Ubuntu {info.release}" if info.release else ""
@@ -101,13 +123,23 @@ def images_list(obj) -> None:
     inventory = _inventory(obj)
     root = inventory.paths.httproot
     ready = {info.name: info for info in images.list_images(root)}
+    ready_pi = {info.name: info for info in pi_images.list_pi_images(root)}
     catalogue = images.load_catalogue()
     for name, entry in catalogue.items():
-        state = "ready" if name in ready else "not fetched"
-        click.echo(f"{name:18} {state:12} {entry.description}")
+        state = "ready" if name in ready or name in ready_pi else "not fetched"
+        click.echo(f"{name:20} {_kind(entry.is_pi):13} {entry.arch:6} {state:12} {entry.description}")
     for name, info in ready.items():
         if name not in catalogue:
-            click.echo(f"{name:18} {'ready':12} {info.label or info.iso} (added from {info.source})")
+            what = f"{info.label or info.iso} (added from {info.source})"
+            click.echo(f"{name:20} {_kind(False):13} {'amd64':6} {'ready':12} {what}")
+    for name, pi in ready_pi.items():
+        if name not in catalogue:
+            what = f"{pi.description} (added from {pi.source})"
+            click.echo(f"{name:20} {_kind(True):13} {pi.arch:6} {'ready':12} {what}")
+
+
+def _kind(pi: bool) -> str:
+    return "Pi image" if pi else "installer ISO"
 
 
 COMMANDS = [bootfiles, images_group]

@@ -298,6 +298,7 @@ DEFAULTS_FIELDS: dict[str, Parser] = {
     "gateway": lambda at: V.ipv4(at.value, "192.168.1.1"),
     "dns": _dns,
     "os": lambda at: _nonempty_text(at.value),
+    "pi_os": lambda at: _nonempty_text(at.value),
     "install": _choice(INSTALL_POLICIES),
     "password": lambda at: V.password(at.value),
     "ssh_authorized_keys": _ssh_keys,

@@ -92,6 +92,7 @@ class Defaults:
     gateway: ipaddress.IPv4Address | None = None  # None: the host's default gateway
     dns: tuple[ipaddress.IPv4Address, ...] = ()  # empty: the host's upstream resolvers
     os: str | None = None
+    pi_os: str | None = None  # the Pi image every Raspberry Pi node without its own os: gets
     install: InstallPolicy = "once"
     password: str = "ubuntu"  # plaintext or a $6$ crypt hash; only the hash is ever served
     ssh_authorized_keys: tuple[str, ...] = ()  # empty: first key of the invoking user's authorized_keys
@@ -155,7 +156,7 @@ class Inventory:
             node,
             gateway=node.gateway or d.gateway,
             dns=node.dns or d.dns,
-            os=node.os or d.os,
+            os=node.os or (d.pi_os if node.is_pi else d.os),
             install=node.install or d.install,
             uefi_mode=node.uefi_mode or d.uefi_mode or self.server.uefi_mode,
             password=node.password if node.password is not None else d.password,

@@ -20,7 +20,7 @@ def test_catalogue_entries_are_well_formed():
     for name, entry in catalogue.items():
         assert images.NAME_PATTERN.match(name)
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
-        assert entry.iso.endswith(".iso")
+        assert entry.iso.endswith(".img.xz" if entry.is_pi else ".iso")
         assert entry.release.startswith(name.removeprefix("ubuntu-")[:5])
         assert entry.urls and all(
             u.startswith("https://") and u.endswith("/" + entry.iso) for u in entry.urls

@@ -172,7 +172,7 @@ def test_tgtadm_steps_bind_the_initiator_name_and_never_an_address() -> None:
 
 
 def _inventory(root: Path, nodes: dict[str, Node], os_name: str | None = None) -> Inventory:
-    return Inventory(paths=Paths(root), defaults=Defaults(os=os_name), nodes=nodes)
+    return Inventory(paths=Paths(root), defaults=Defaults(pi_os=os_name), nodes=nodes)
 
 
 def test_desired_targets_are_the_pi_nodes_with_a_pi_image(tmp_path: Path) -> None:

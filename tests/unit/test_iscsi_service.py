@@ -26,7 +26,7 @@ def pi_inventory(root: Path) -> Inventory:
     image = root / "httproot" / "images" / "pi" / "pi.img"
     image.parent.mkdir(parents=True)
     image.write_bytes(b"\0" * 4096)
-    return Inventory(paths=Paths(root), defaults=Defaults(os="pi"), nodes={"7092246e": Node("7092246e")})
+    return Inventory(paths=Paths(root), defaults=Defaults(pi_os="pi"), nodes={"7092246e": Node("7092246e")})
 
 
 def test_missing_tgtd_is_one_line_naming_the_package(tmp_path: Path) -> None:
