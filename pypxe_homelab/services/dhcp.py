@@ -3,6 +3,11 @@
 Each datagram is parsed, answered through the Booter, sent from the socket it arrived on, and only then
 reported as an Event (the event sink queues it for the recorder; nothing on the way to the reply waits for the
 state store). A bad packet is logged in one line and never stops the service.
+
+A datagram whose bytes show it is not a PXE request (not a BOOTREQUEST, no magic cookie, no vendor class the
+booter answers) is dropped before scapy sees it; requests are parsed once per shape and replies encoded once
+per decision (``RequestParser``, ``ReplyEncoder``), then patched per client. The Booter decides every packet
+afresh, so a config reload changes the answers at once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pypxe_homelab.boot.booter import Booter, Decision, dhcp_decision
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import DhcpDetail, Event, EventSink, Kind, dhcp_event
-from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
+from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, ReplyEncoder, RequestParser
 from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, ServerView, destination, relay_problem
 
 log = logging.getLogger(__name__)
@@ -164,6 +169,19 @@ class ProxyDhcpService:
         self._emit = emit
         self._ports = dict(ports or {DHCP_PORT: DHCP_PORT, PXE_PORT: PXE_PORT})
         self._transports: list[asyncio.BaseTransport] = []
+        self._parser = RequestParser()
+        self._encoder = ReplyEncoder()
+        self._views: dict[InterfaceInfo, ServerView] = {}
+        self._vendor_classes: tuple[str, ...] = ()
+        self._vendor_prefixes: tuple[bytes, ...] = ()
+
+    def _prefixes(self) -> tuple[bytes, ...]:
+        """The booter's option-60 prefixes as bytes (re-read at every packet: a reload may change them)."""
+        classes = self._booter.vendor_classes()
+        if classes != self._vendor_classes:
+            self._vendor_classes = classes
+            self._vendor_prefixes = tuple(c.encode("latin-1") for c in classes if c)
+        return self._vendor_prefixes
 
     async def start(self) -> None:
         """Bind every socket (UserError with one line if one cannot be bound) and start answering."""
@@ -198,10 +216,12 @@ class ProxyDhcpService:
         self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
     ) -> tuple[tuple[bytes, tuple[str, int]] | None, Event | None]:
         """Parse, decide and build one datagram: ((reply bytes, destination) or None, the event to report)."""
-        request = parse_request(data)
+        request = self._parser.parse(data, self._prefixes())
         if request is None:
             return None, None
-        server = ServerView(address=iface.address, interface=iface.name)
+        server = self._views.get(iface)
+        if server is None:
+            server = self._views[iface] = ServerView(address=iface.address, interface=iface.name)
         decision = dhcp_decision(self._booter, request, port, server)
         if decision is None:
             return None, None
@@ -216,7 +236,7 @@ class ProxyDhcpService:
                 decision = decision.silenced(problem)
         out = None
         if decision.reply is not None:
-            out = (build_reply(decision.reply), destination(request, port, src[0], src[1]))
+            out = (self._encoder.encode(decision.reply), destination(request, port, src[0], src[1]))
         log.debug(
             "dhcp: %s %s %s arch=%s on %s/%s: %s",
             decision.kind,
