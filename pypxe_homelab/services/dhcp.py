@@ -78,6 +78,20 @@ def _bind_error(exc: OSError, port: int, iface: str) -> UserError:
     return UserError(f"cannot bind UDP {port} on {iface}: {exc.strerror}")
 
 
+RECEIVE_BUFFER = 4 << 20  # a boot storm (a rack powering on at once) waits here while the loop is busy
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; the socket module does not name it
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """Ask for RECEIVE_BUFFER bytes of receive buffer: past net.core.rmem_max when allowed (root or
+    CAP_NET_ADMIN), else as much as the kernel grants."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
 def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.socket:
     """A UDP socket on 0.0.0.0:<port> tied to ``iface`` (broadcast allowed); UserError on failure."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -86,6 +100,7 @@ def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.s
         # traffic) instead of saying so. Sockets tied to different devices never conflict.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        _large_receive_buffer(sock)
         sock.bind(("0.0.0.0", bind_port if bind_port is not None else port))
         sock.setblocking(False)
     except OSError as exc:
