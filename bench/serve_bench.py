@@ -178,7 +178,7 @@ def run(lan, work: Path, quick: bool) -> str:
         proc, seconds = start_serve(lan, config, work / "serve.log")
         startups.append(seconds)
         try:
-            time.sleep(0.5)  # let the start-up checks finish
+            time.sleep(2.0)  # let the start-up node checks (autoinstall render + schema) finish first
             cpu0 = cpu_seconds(proc.pid)
             ours.storm.append(storm_load(lan, STORM_CLIENTS, 1.0, base))
             ours.cpu_storm.append((cpu_seconds(proc.pid) - cpu0) / STORM_CLIENTS * 1e6)
