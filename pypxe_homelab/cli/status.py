@@ -82,11 +82,22 @@ def state_text(state: str) -> Text:
     return Text(label, style=_STATE_STYLE.get(state, "dim"))
 
 
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+MAX_UNREGISTERED_ROWS = 20  # after a boot storm thousands may be known; `probe` and --json list them all
+
+
+def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGISTERED_ROWS) -> Table:
+    """Every registered node, then the ``max_unregistered`` most recently seen machines that are not."""
     table = Table(title="Nodes", expand=False, header_style="bold")
     for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
         table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
-    for n in nodes:
+    registered = [n for n in nodes if n["state"] != "unregistered"]
+    others = sorted(
+        (n for n in nodes if n["state"] == "unregistered"),
+        key=lambda n: n.get("last_seen") or 0,
+        reverse=True,
+    )
+    hidden = max(0, len(others) - max_unregistered)
+    for n in registered + others[:max_unregistered]:
         name = n.get("hostname")
         table.add_row(
             n["device_id"] if not name or name == n["device_id"] else f"{name}\n{n['device_id']}",
@@ -99,6 +110,8 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         )
     if not nodes:
         table.caption = "no node registered or seen yet"
+    elif hidden:
+        table.caption = f"and {hidden:,} more machines not registered: `pypxe-homelab probe` lists them"
     return table
 
 

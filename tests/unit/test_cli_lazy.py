@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from pypxe_homelab.cli import COMMANDS, main
+from pypxe_homelab.cli.status import nodes_table
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("scapy", "aiohttp", "jinja2", "pypxe_homelab.services", "pypxe_homelab.server")
@@ -53,3 +54,15 @@ def test_commands_that_do_not_serve_import_only_what_they_need(tmp_path: Path) -
     assert _loaded_after(["--help"], tmp_path) == []
     assert _loaded_after(["-c", str(config), "list"], tmp_path) == []
     assert _loaded_after(["-c", str(config), "status", "--once"], tmp_path) == []
+
+
+def test_status_shows_registered_nodes_and_only_the_latest_unregistered() -> None:
+    nodes = [{"device_id": "01-52-54-00-00-00-01", "state": "booting", "last_seen": 1.0}]
+    nodes += [
+        {"device_id": f"01-52-54-02-00-00-{i:02x}", "state": "unregistered", "last_seen": float(i)}
+        for i in range(50)
+    ]
+    table = nodes_table(nodes, max_unregistered=5)
+    shown = list(table.columns[0]._cells)
+    assert shown == ["01-52-54-00-00-00-01", *[f"01-52-54-02-00-00-{i:02x}" for i in (49, 48, 47, 46, 45)]]
+    assert table.caption is not None and "45 more" in str(table.caption)
