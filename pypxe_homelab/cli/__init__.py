@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "service",
         "Write the systemd unit that runs `serve` as the service user (server.user), hardened.",
     ),
-    "list": ("nodes", "List the machines in config.yaml."),
+    "list": ("listing", "List the machines in config.yaml."),
     "probe": ("probe", "Show machines that network-booted but are not registered, live until Ctrl-C."),
     "reinstall": (
         "status",

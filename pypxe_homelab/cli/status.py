@@ -17,7 +17,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
@@ -176,6 +175,9 @@ def _never_seen(inventory: Inventory, device_id: str) -> dict[str, Any]:
 
 def node_status(inventory: Inventory, data: dict[str, Any], events: list[dict[str, Any]]) -> RenderableType:
     """A node's timeline, then what its next network boot does and what is still missing."""
+    # On use: the plan renders the install (Jinja, schemas), which `status` of all nodes never needs.
+    from pypxe_homelab.boot.install_plan import install_plan
+
     node = inventory.node(data["device_id"])
     if node is None:
         return timeline_view(data, events)
