@@ -19,7 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pypxe_homelab.boot.booter import InventoryBooter, dhcp_decision  # noqa: E402
 from pypxe_homelab.config.model import Inventory  # noqa: E402
-from pypxe_homelab.protocol.dhcp_codec import build_reply, parse_request  # noqa: E402
+from pypxe_homelab.protocol.dhcp_codec import (  # noqa: E402
+    ReplyEncoder,
+    RequestParser,
+    build_reply,
+    parse_request,
+)
 from pypxe_homelab.protocol.proxydhcp import ServerView  # noqa: E402
 from pypxe_homelab.runtime import Runtime  # noqa: E402
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
@@ -61,9 +66,13 @@ def main() -> None:
     queued = ProxyDhcpService(booter, [iface], recorder.emit)
     in_line = ProxyDhcpService(booter, [iface], store.record)
     src = ("0.0.0.0", 68)
-    share = seconds / 7
+    share = seconds / 9
+    parser, encoder = RequestParser(), ReplyEncoder()
+    prefixes = (b"PXEClient",)
     result = {
         "parse_us": per_packet_us(lambda: parse_request(payload), share),
+        "cached_parse_us": per_packet_us(lambda: parser.parse(payload, prefixes), share),
+        "cached_build_us": per_packet_us(lambda: encoder.encode(decision.reply), share),
         "decide_us": per_packet_us(lambda: dhcp_decision(booter, request, 67, view), share),
         "build_us": per_packet_us(lambda: build_reply(decision.reply), share),
         "parse_decide_build_us": per_packet_us(

@@ -1,6 +1,6 @@
 """Benchmarks of pypxe-homelab's services against dnsmasq, tftpd-hpa and nginx on this machine.
 
-    sudo python3 bench/run.py [--quick] [--only tftp,http,dhcp,decide]
+    sudo python3 bench/run.py [--quick] [--only tftp,http,dhcp,decide,serve]
 
 Everything runs inside throw-away network namespaces (TFTP and HTTP on the server namespace's loopback,
 ProxyDHCP between two namespaces on a bridge). Prints a markdown report and writes it to bench/results.md.
@@ -22,11 +22,17 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import dhcp_bench  # noqa: E402
 import http_bench  # noqa: E402
+import serve_bench  # noqa: E402
 import tftp_bench  # noqa: E402
 from harness import REPO, HostLoad, machine_info, table  # noqa: E402
 
-SECTIONS = ("tftp", "http", "dhcp", "decide")
-TOOLS = {"tftp": ("atftp", "in.tftpd", "dnsmasq"), "http": ("nginx", "wrk", "curl"), "dhcp": ("dnsmasq",)}
+SECTIONS = ("tftp", "http", "dhcp", "decide", "serve")
+TOOLS = {
+    "tftp": ("atftp", "in.tftpd", "dnsmasq"),
+    "http": ("nginx", "wrk", "curl"),
+    "dhcp": ("dnsmasq",),
+    "serve": ("dnsmasq",),
+}
 
 
 def _check_host(only: list[str]) -> None:
@@ -92,6 +98,8 @@ def main() -> None:
                 parts.append(http_bench.run(lan, data, work, args.quick))
             if "dhcp" in only:
                 parts.append(dhcp_bench.run(lan, work, args.quick))
+            if "serve" in only:
+                parts.append(serve_bench.run(lan, work, args.quick))
         if "decide" in only:
             parts.append(dhcp_bench.decide_cost(args.quick))
     finally:

@@ -6,6 +6,7 @@ its 8-hex-digit serial. Every other module asks here: no second copy of a patter
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid as uuidlib
@@ -131,6 +132,7 @@ def machine_uuid(machine_id: bytes | None) -> str | None:
     return str(uuidlib.UUID(bytes_le=machine_id[1:]))
 
 
+@functools.lru_cache(maxsize=4096)  # asked once per recorded DHCP event
 def pi_model_of_uuid(text: str | None) -> str | None:
     """'pi4' / 'pi5' when a UUID (in any of the forms of ``uuid_forms``) carries the Pi 4/5 EEPROM's FourCC."""
     for digits in uuid_forms(text):

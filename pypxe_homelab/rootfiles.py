@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from pypxe_homelab.protocol.tftp_paths import PathRefused, normalise
+
+
+@functools.lru_cache(maxsize=32)
+def _real_root(root: str) -> str:
+    """The root with its symlinks resolved (once per root: asked on every request)."""
+    return os.path.realpath(root)
 
 
 def static_file(root: Path, path: str) -> Path | None:
@@ -13,11 +21,11 @@ def static_file(root: Path, path: str) -> Path | None:
     Raises PathRefused when the name is unsafe or when it (through symlinks) leads outside ``root``.
     """
     clean = normalise(path)
-    real_root = root.resolve()
+    real_root = _real_root(str(root))
     try:
-        real = (real_root / clean).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a file used as a directory, a symlink loop
+        real = os.path.realpath(os.path.join(real_root, clean), strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a file used as a directory, a symlink loop
         return None
-    if real_root not in real.parents:
+    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise PathRefused("the name leads outside the served root")
-    return real if real.is_file() else None
+    return Path(real) if os.path.isfile(real) else None

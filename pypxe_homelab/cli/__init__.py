@@ -1,4 +1,8 @@
-"""The `pypxe-homelab` command: a click group; each area's commands live in a module of this package."""
+"""The `pypxe-homelab` command: a click group; each area's commands live in a module of this package.
+
+The group is lazy: a command's module is imported only when that command runs (``--help`` lists the commands
+from ``COMMANDS`` below without importing any), so `--help`, `list` or `status` never load the services,
+scapy or aiohttp."""
 
 from __future__ import annotations
 
@@ -35,8 +39,65 @@ def parse_device_id(text: str) -> str:
         raise UserError(str(exc)) from None
 
 
+# command → (module in this package, the first paragraph of its help; a test keeps the two equal)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "add": ("nodes", "Add a machine to config.yaml (DEVICE_ID: 01-<mac>, a MAC, or a Raspberry Pi serial)."),
+    "bootfiles": (
+        "assets",
+        "Boot loaders (SYSLINUX lpxelinux.0 and syslinux.efi, iPXE when installed) in the TFTP root.",
+    ),
+    "health": (
+        "service",
+        "Ask the local server whether it is healthy (every service bound, last reload applied); exit 0 if so.",
+    ),
+    "images": ("assets", "Ubuntu installer images served over HTTP."),
+    "install-service": (
+        "service",
+        "Write the systemd unit that runs `serve` as the service user (server.user), hardened.",
+    ),
+    "list": ("listing", "List the machines in config.yaml."),
+    "probe": ("probe", "Show machines that network-booted but are not registered, live until Ctrl-C."),
+    "reinstall": (
+        "status",
+        "Re-arm DEVICE_ID: it installs again at its next network boot (new install generation).",
+    ),
+    "remove": ("nodes", "Remove a machine from config.yaml."),
+    "render": (
+        "inspect",
+        "Show what DEVICE_ID gets: DHCP answers per firmware, loader configs, URLs, kernel command line, "
+        "cloud-init.",
+    ),
+    "serve": ("serve", "Serve ProxyDHCP (udp 67, 4011), TFTP (udp 69) and HTTP until Ctrl-C."),
+    "status": ("status", "Show every node's install state (or DEVICE_ID's timeline), live until Ctrl-C."),
+    "validate": (
+        "inspect",
+        "Check config.yaml and every node's rendered autoinstall; exit 1 listing every problem.",
+    ),
+}
+
+
 class _Group(click.Group):
-    """Prints a UserError as one line (every line of a ConfigError) and exits 1, without a traceback."""
+    """Imports a command's module only when the command is used; prints a UserError as one line (every line
+    of a ConfigError) and exits 1, without a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pypxe_homelab.cli.{COMMANDS[cmd_name][0]}")
+        return next((c for c in module.COMMANDS if c.name == cmd_name), None)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of --help, from COMMANDS (no command module is imported)."""
+        width = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(width))
+            for name in sorted(COMMANDS)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -66,13 +127,3 @@ class _Group(click.Group):
 def main(ctx: click.Context, config_path: Path) -> None:
     """Network-boot and install the machines of a homelab: ProxyDHCP, TFTP and HTTP in one process."""
     ctx.obj = CliContext(config_path=config_path)
-
-
-def _register() -> None:
-    for name in ("serve", "nodes", "inspect", "probe", "status", "assets", "service"):
-        module = importlib.import_module(f"pypxe_homelab.cli.{name}")
-        for command in getattr(module, "COMMANDS", ()):
-            main.add_command(command)
-
-
-_register()

@@ -1,22 +1,20 @@
-"""`add`, `remove` and `list`: edit and show the machines in config.yaml."""
+"""`add` and `remove`: edit the machines in config.yaml (`list` lives in ``listing``)."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 import click
-from rich.table import Table
 
 from pypxe_homelab.boot.host_checks import server_addresses
 from pypxe_homelab.boot.install_plan import install_plan
-from pypxe_homelab.cli import CliContext, console, parse_device_id
+from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.editor import add_node, remove_node
 from pypxe_homelab.config.loader import load_inventory, load_or_default
-from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.config.model import Inventory
 from pypxe_homelab.errors import UserError
 
 RELOAD_NOTE = "A running server picks up the change by itself; no restart needed."
@@ -143,53 +141,4 @@ def remove(obj: CliContext, device_id: str) -> None:
     click.echo(RELOAD_NOTE)
 
 
-def node_record(inventory: Inventory, node: Node) -> dict[str, Any]:
-    """One node as JSON-ready data, with the values it really gets (defaults filled in)."""
-    eff = inventory.effective(node)
-    return {
-        "device_id": node.device_id,
-        "hostname": node.hostname,
-        "address": str(node.address) if node.address else None,
-        "gateway": str(eff.gateway) if eff.gateway else None,
-        "dns": [str(d) for d in eff.dns],
-        "os": eff.os,
-        "install": eff.install,
-        "boot": (
-            {"kernel": node.boot.kernel, "initrd": list(node.boot.initrd), "cmdline": node.boot.cmdline}
-            if node.boot
-            else None
-        ),
-        "line": node.line,
-    }
-
-
-@click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the nodes as a JSON list.")
-@click.pass_obj
-def list_(obj: CliContext, as_json: bool) -> None:
-    """List the machines in config.yaml."""
-    inventory, embedded = load_or_default(obj.config_path)
-    records = [node_record(inventory, node) for node in inventory.nodes.values()]
-    if as_json:
-        click.echo(json.dumps(records, indent=2))
-        return
-    if not records:
-        missing = " (the file does not exist yet)" if embedded else ""
-        click.echo(f"No nodes in {obj.config_path}{missing}; add one with `pypxe-homelab add`.")
-        return
-    table = Table("device id", "hostname", "address", "gateway", "os", "boot")
-    for record in records:
-        boot = record["boot"]["kernel"] if record["boot"] else ""
-        table.add_row(
-            record["device_id"],
-            record["hostname"] or "",
-            record["address"] or "",
-            record["gateway"] or "",
-            record["os"] or "",
-            boot,
-        )
-    out = console()
-    out.print(table)
-
-
-COMMANDS = [add, remove, list_]
+COMMANDS = [add, remove]

@@ -17,7 +17,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pypxe_homelab.boot.install_plan import install_plan
 from pypxe_homelab.cli import CliContext, console, parse_device_id
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
@@ -82,11 +81,22 @@ def state_text(state: str) -> Text:
     return Text(label, style=_STATE_STYLE.get(state, "dim"))
 
 
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+MAX_UNREGISTERED_ROWS = 20  # after a boot storm thousands may be known; `probe` and --json list them all
+
+
+def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGISTERED_ROWS) -> Table:
+    """Every registered node, then the ``max_unregistered`` most recently seen machines that are not."""
     table = Table(title="Nodes", expand=False, header_style="bold")
     for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
         table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
-    for n in nodes:
+    registered = [n for n in nodes if n["state"] != "unregistered"]
+    others = sorted(
+        (n for n in nodes if n["state"] == "unregistered"),
+        key=lambda n: n.get("last_seen") or 0,
+        reverse=True,
+    )
+    hidden = max(0, len(others) - max_unregistered)
+    for n in registered + others[:max_unregistered]:
         name = n.get("hostname")
         table.add_row(
             n["device_id"] if not name or name == n["device_id"] else f"{name}\n{n['device_id']}",
@@ -99,6 +109,8 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         )
     if not nodes:
         table.caption = "no node registered or seen yet"
+    elif hidden:
+        table.caption = f"and {hidden:,} more machines not registered: `pypxe-homelab probe` lists them"
     return table
 
 
@@ -163,6 +175,9 @@ def _never_seen(inventory: Inventory, device_id: str) -> dict[str, Any]:
 
 def node_status(inventory: Inventory, data: dict[str, Any], events: list[dict[str, Any]]) -> RenderableType:
     """A node's timeline, then what its next network boot does and what is still missing."""
+    # On use: the plan renders the install (Jinja, schemas), which `status` of all nodes never needs.
+    from pypxe_homelab.boot.install_plan import install_plan
+
     node = inventory.node(data["device_id"])
     if node is None:
         return timeline_view(data, events)

@@ -2,6 +2,12 @@
 
 ``parse_request`` never raises: anything it cannot read is None. ``build_reply`` writes the header
 fields as given, the options in one fixed order (53, 54, 60, 97, 43, end) and pads to 300 bytes.
+
+The hot path of the service uses three cheap helpers around scapy, which stays the codec:
+``vendor_class_of`` reads option 60 straight from the bytes, so a request that is clearly not a PXE one is
+dropped before scapy sees it; ``RequestParser`` parses each distinct request shape once (firmware sends the same
+bytes but for xid, secs, chaddr and option 97) and copies the client's own fields into the parsed record;
+``ReplyEncoder`` builds each distinct reply once and patches xid, flags, chaddr and option 97 per client.
 """
 
 from __future__ import annotations
@@ -9,8 +15,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from scapy.layers.dhcp import BOOTP, DHCP, DHCPRevOptions
 
@@ -18,7 +24,9 @@ from pypxe_homelab.protocol import pxe_options
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 HEADER_LEN = 236
+OPTIONS_START = HEADER_LEN + 4
 MIN_REPLY_LEN = 300
+CACHE_ENTRIES = 1024  # distinct request shapes / replies kept by RequestParser and ReplyEncoder
 
 BOOTREQUEST = 1
 BOOTREPLY = 2
@@ -133,7 +141,7 @@ def _options(pkt: BOOTP) -> tuple[dict[int, object], tuple[int, ...]] | None:
 
 
 def _mac(chaddr: bytes, hlen: int) -> str:
-    return ":".join(f"{b:02x}" for b in chaddr[: min(hlen, 6) or 6])
+    return chaddr[: min(hlen, 6) or 6].hex(":")
 
 
 def _parse(payload: bytes) -> DhcpRequest | None:
@@ -226,3 +234,164 @@ def build_reply(reply: DhcpReply) -> bytes:
     ) / DHCP(options=options)
     data = bytes(pkt)
     return data.ljust(MIN_REPLY_LEN, b"\0")
+
+
+# -- the hot path: byte-level pre-check, per-shape parse cache, per-decision reply templates ----------------
+
+_OPT_PAD = 0
+_OPT_END = 255
+_XID = slice(4, 8)
+_SECS = slice(8, 10)
+_FLAGS = slice(10, 12)
+_CHADDR = slice(28, 44)
+
+
+def option_spans(payload: bytes) -> dict[int, tuple[int, int]] | None:
+    """``{code: (start, end)}`` of each option value up to the end marker (the last one of a repeated code),
+    read from the bytes alone; None when the packet has no magic cookie or an option runs past its end."""
+    if len(payload) < OPTIONS_START or payload[HEADER_LEN:OPTIONS_START] != MAGIC_COOKIE:
+        return None
+    spans: dict[int, tuple[int, int]] = {}
+    i, n = OPTIONS_START, len(payload)
+    while i < n:
+        code = payload[i]
+        if code == _OPT_PAD:
+            i += 1
+        elif code == _OPT_END:
+            break
+        elif i + 1 >= n or (end := i + 2 + payload[i + 1]) > n:
+            return None
+        else:
+            spans[code] = (i + 2, end)
+            i = end
+    return spans
+
+
+def vendor_class_of(payload: bytes) -> bytes | None:
+    """Option 60 of a BOOTREQUEST, read from the bytes; None for anything else (a reply, no magic cookie, no
+    option 60, a truncated option), which scapy would not take for a PXE request either."""
+    if not payload or payload[0] != BOOTREQUEST:
+        return None
+    spans = option_spans(payload)
+    if spans is None or OPT_VENDOR_CLASS not in spans:
+        return None
+    start, end = spans[OPT_VENDOR_CLASS]
+    return payload[start:end]
+
+
+def may_be_pxe(payload: bytes, vendor_prefixes: Sequence[bytes]) -> bool:
+    """The cheap pre-check: a BOOTREQUEST with the magic cookie whose option 60 starts with one of
+    ``vendor_prefixes``. False means the request is certainly not one the proxy answers."""
+    vendor = vendor_class_of(payload)
+    return vendor is not None and vendor.startswith(tuple(p for p in vendor_prefixes if p) or (b"\0",))
+
+
+class RequestParser:
+    """``parse_request`` with a cache per request shape: the bytes with xid, secs, chaddr and the option 97
+    value masked. scapy parses the first request of a shape; later ones get a copy of that record with their
+    own xid, secs, chaddr and machine id, which are plain copies of those bytes."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self._entries = entries
+        self._cache: dict[bytes, DhcpRequest | None] = {}
+
+    def parse(self, payload: bytes, vendor_prefixes: Sequence[bytes] | None = None) -> DhcpRequest | None:
+        """The parsed request (None when malformed); with ``vendor_prefixes``, None also for what
+        ``may_be_pxe`` refuses, checked on the same read of the options and before scapy."""
+        payload = bytes(payload)
+        spans = option_spans(payload)
+        if spans is None:
+            return None
+        if vendor_prefixes is not None:
+            vendor = spans.get(OPT_VENDOR_CLASS)
+            if (
+                payload[0] != BOOTREQUEST
+                or vendor is None
+                or not any(payload.startswith(p, vendor[0], vendor[1]) for p in vendor_prefixes if p)
+            ):
+                return None
+        key = bytearray(payload)
+        key[4:10] = bytes(6)  # xid, secs
+        key[_CHADDR] = bytes(16)
+        machine = spans.get(OPT_MACHINE_ID)
+        if machine is not None:
+            key[machine[0] : machine[1]] = bytes(machine[1] - machine[0])
+        shape = bytes(key)
+        template = self._cache.get(shape, _MISSING)
+        if template is _MISSING:
+            template = parse_request(payload)
+            if len(self._cache) >= self._entries:
+                del self._cache[next(iter(self._cache))]
+            self._cache[shape] = template
+            return template
+        if template is None:
+            return None
+        assert isinstance(template, DhcpRequest)
+        chaddr_raw = payload[_CHADDR]
+        own = {
+            "xid": int.from_bytes(payload[_XID], "big"),
+            "secs": int.from_bytes(payload[_SECS], "big"),
+            "chaddr_raw": chaddr_raw,
+            "chaddr": _mac(chaddr_raw, template.hlen),
+        }
+        if machine is not None:
+            own["machine_id"] = payload[machine[0] : machine[1]]
+        # A copy of the frozen record with the client's own fields: filled in once, here, never changed.
+        request = object.__new__(DhcpRequest)
+        vars(request).update(vars(template), **own)
+        return request
+
+
+_MISSING = object()
+
+
+class ReplyEncoder:
+    """``build_reply`` with a template per reply: everything but xid, flags, chaddr and the option 97 value
+    (which only its length shapes) is encoded by scapy once, then those fields are written in per client."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self._entries = entries
+        self._cache: dict[tuple, tuple[bytes, int]] = {}
+
+    def encode(self, reply: DhcpReply) -> bytes:
+        mid = reply.machine_id
+        key = (
+            reply.message_type,
+            reply.server_id,
+            reply.htype,
+            reply.hlen,
+            reply.secs,
+            reply.ciaddr,
+            reply.yiaddr,
+            reply.siaddr,
+            reply.giaddr,
+            reply.sname,
+            reply.file,
+            reply.vendor_class,
+            None if mid is None else len(mid),
+            reply.pxe,
+        )
+        found = self._cache.get(key)
+        if found is None:
+            blank = replace(
+                reply,
+                xid=0,
+                flags=0,
+                chaddr_raw=bytes(16),
+                machine_id=None if mid is None else bytes(len(mid)),
+            )
+            template = build_reply(blank)
+            spans = option_spans(template)
+            offset = spans[OPT_MACHINE_ID][0] if spans and mid is not None else -1
+            found = (template, offset)
+            if len(self._cache) >= self._entries:
+                del self._cache[next(iter(self._cache))]
+            self._cache[key] = found
+        template, offset = found
+        out = bytearray(template)
+        out[_XID] = reply.xid.to_bytes(4, "big")
+        out[_FLAGS] = reply.flags.to_bytes(2, "big")
+        out[_CHADDR] = reply.chaddr_raw[:16].ljust(16, b"\0")
+        if mid is not None:
+            out[offset : offset + len(mid)] = mid
+        return bytes(out)

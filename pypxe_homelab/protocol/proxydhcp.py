@@ -7,6 +7,7 @@ the ``DhcpReply`` the codec encodes. Pure functions, no sockets, no logging, no 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,6 +225,7 @@ def ask_problem(ask: PxeAsk) -> Ignore | None:
 # -- building replies ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def arch_zero_menu(server: str, bios: bool = True) -> bytes:
     """Option 43 for arch-0 clients (BIOS ROMs and every Raspberry Pi).
 
@@ -250,6 +252,7 @@ def arch_zero_menu(server: str, bios: bool = True) -> bytes:
     )
 
 
+@functools.cache
 def direct_boot_options() -> bytes:
     """Option 43 for UEFI 'direct' mode: take the file in this offer, no menu or discovery."""
     return pxe.encode([pxe.discovery_control(pxe.USE_BOOT_FILE), pxe.menu_prompt(*PROMPT)])

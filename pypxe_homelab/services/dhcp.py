@@ -3,6 +3,11 @@
 Each datagram is parsed, answered through the Booter, sent from the socket it arrived on, and only then
 reported as an Event (the event sink queues it for the recorder; nothing on the way to the reply waits for the
 state store). A bad packet is logged in one line and never stops the service.
+
+A datagram whose bytes show it is not a PXE request (not a BOOTREQUEST, no magic cookie, no vendor class the
+booter answers) is dropped before scapy sees it; requests are parsed once per shape and replies encoded once
+per decision (``RequestParser``, ``ReplyEncoder``), then patched per client. The Booter decides every packet
+afresh, so a config reload changes the answers at once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pypxe_homelab.boot.booter import Booter, Decision, dhcp_decision
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.events import DhcpDetail, Event, EventSink, Kind, dhcp_event
-from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, build_reply, parse_request
+from pypxe_homelab.protocol.dhcp_codec import DhcpRequest, ReplyEncoder, RequestParser
 from pypxe_homelab.protocol.proxydhcp import DHCP_PORT, PXE_PORT, ServerView, destination, relay_problem
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,20 @@ def _bind_error(exc: OSError, port: int, iface: str) -> UserError:
     return UserError(f"cannot bind UDP {port} on {iface}: {exc.strerror}")
 
 
+RECEIVE_BUFFER = 4 << 20  # a boot storm (a rack powering on at once) waits here while the loop is busy
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; the socket module does not name it
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """Ask for RECEIVE_BUFFER bytes of receive buffer: past net.core.rmem_max when allowed (root or
+    CAP_NET_ADMIN), else as much as the kernel grants."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
 def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.socket:
     """A UDP socket on 0.0.0.0:<port> tied to ``iface`` (broadcast allowed); UserError on failure."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -81,6 +100,7 @@ def open_socket(iface: str, port: int, bind_port: int | None = None) -> socket.s
         # traffic) instead of saying so. Sockets tied to different devices never conflict.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        _large_receive_buffer(sock)
         sock.bind(("0.0.0.0", bind_port if bind_port is not None else port))
         sock.setblocking(False)
     except OSError as exc:
@@ -164,6 +184,19 @@ class ProxyDhcpService:
         self._emit = emit
         self._ports = dict(ports or {DHCP_PORT: DHCP_PORT, PXE_PORT: PXE_PORT})
         self._transports: list[asyncio.BaseTransport] = []
+        self._parser = RequestParser()
+        self._encoder = ReplyEncoder()
+        self._views: dict[InterfaceInfo, ServerView] = {}
+        self._vendor_classes: tuple[str, ...] = ()
+        self._vendor_prefixes: tuple[bytes, ...] = ()
+
+    def _prefixes(self) -> tuple[bytes, ...]:
+        """The booter's option-60 prefixes as bytes (re-read at every packet: a reload may change them)."""
+        classes = self._booter.vendor_classes()
+        if classes != self._vendor_classes:
+            self._vendor_classes = classes
+            self._vendor_prefixes = tuple(c.encode("latin-1") for c in classes if c)
+        return self._vendor_prefixes
 
     async def start(self) -> None:
         """Bind every socket (UserError with one line if one cannot be bound) and start answering."""
@@ -198,10 +231,12 @@ class ProxyDhcpService:
         self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
     ) -> tuple[tuple[bytes, tuple[str, int]] | None, Event | None]:
         """Parse, decide and build one datagram: ((reply bytes, destination) or None, the event to report)."""
-        request = parse_request(data)
+        request = self._parser.parse(data, self._prefixes())
         if request is None:
             return None, None
-        server = ServerView(address=iface.address, interface=iface.name)
+        server = self._views.get(iface)
+        if server is None:
+            server = self._views[iface] = ServerView(address=iface.address, interface=iface.name)
         decision = dhcp_decision(self._booter, request, port, server)
         if decision is None:
             return None, None
@@ -216,7 +251,7 @@ class ProxyDhcpService:
                 decision = decision.silenced(problem)
         out = None
         if decision.reply is not None:
-            out = (build_reply(decision.reply), destination(request, port, src[0], src[1]))
+            out = (self._encoder.encode(decision.reply), destination(request, port, src[0], src[1]))
         log.debug(
             "dhcp: %s %s %s arch=%s on %s/%s: %s",
             decision.kind,

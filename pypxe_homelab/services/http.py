@@ -7,8 +7,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import mimetypes
+import os
+import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
@@ -80,6 +85,56 @@ class _ReportedFileResponse(web.FileResponse):
         return writer
 
 
+@dataclass(frozen=True)
+class _Body:
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class SmallFiles:
+    """Bodies of small files (loader configs, scripts, seeds) kept in memory, keyed by what ``stat`` says of
+    the file, so an edited file is served fresh at once. Only plain GET/HEAD requests use it: a Range or a
+    conditional request goes to ``FileResponse``, which implements them."""
+
+    MAX_SIZE = 64 * 1024
+    MAX_FILES = 256
+    _PLAIN_ONLY = (
+        "Range",
+        "If-Range",
+        "If-Modified-Since",
+        "If-Unmodified-Since",
+        "If-Match",
+        "If-None-Match",
+    )
+
+    def __init__(self) -> None:
+        self._bodies: dict[Path, tuple[tuple[int, int, int], _Body]] = {}
+
+    def get(self, path: Path, st: os.stat_result, request: web.BaseRequest) -> _Body | None:
+        """The body and headers for ``path`` (whose ``stat`` is ``st``), or None to use FileResponse."""
+        if st.st_size > self.MAX_SIZE or not stat.S_ISREG(st.st_mode):
+            return None
+        headers = request.headers
+        if any(h in headers for h in self._PLAIN_ONLY):
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._bodies.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if len(data) != st.st_size:  # changed while read: let FileResponse deal with it
+            return None
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        body = _Body(data, {"Content-Type": kind, "Last-Modified": formatdate(st.st_mtime, usegmt=True)})
+        if len(self._bodies) >= self.MAX_FILES:
+            del self._bodies[next(iter(self._bodies))]
+        self._bodies[path] = (stamp, body)
+        return body
+
+
 class HttpService:
     """The aiohttp application on ``port``: the routes ``routes`` add (status page, API), then every other GET
     answered by the Booter (node files, scripts, cloud-init, httproot)."""
@@ -98,6 +153,7 @@ class HttpService:
         self._hosts = [host] if isinstance(host, str) else list(host)
         self._routes = list(routes)
         self._runner: web.AppRunner | None = None
+        self._small = SmallFiles()
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -175,8 +231,15 @@ class HttpService:
             self._emit(http_event(Kind.HTTP_DONE, client, device_id, mac, done))
             return web.Response(body=answer.data, content_type="text/plain", charset="utf-8")
         assert answer.path is not None
-        detail = _detail(request, "/" + request.match_info["path"], answer.what, answer.path.stat().st_size)
+        st = answer.path.stat()
+        detail = _detail(request, "/" + request.match_info["path"], answer.what, st.st_size)
         self._emit(http_event(Kind.HTTP_GET, client, device_id, mac, detail))
+        small = self._small.get(answer.path, st, request)
+        if small is not None:
+            sent = len(small.body) if request.method != "HEAD" else 0
+            done = HttpDetail({**detail, "status": 200, "bytes": sent})
+            self._emit(http_event(Kind.HTTP_DONE, client, device_id, mac, done))
+            return web.Response(body=small.body, headers=small.headers)
 
         def report(kind: Kind, facts: HttpDetail) -> None:
             self._emit(http_event(kind, client, device_id, mac, HttpDetail({**detail, **facts})))

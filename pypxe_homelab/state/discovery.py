@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pypxe_homelab.events import DHCP_KINDS, TFTP_KINDS, Event, Kind
@@ -53,12 +53,18 @@ class DeviceRecord:
     learned: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, the list and dict copied (what ``asdict`` gives, without its deep copy of scalars)."""
+        data = dict(vars(self))
+        data["config_names"] = list(self.config_names)
+        data["learned"] = dict(self.learned)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(DeviceRecord))
 
 
 def client_ip(client: str) -> str | None:

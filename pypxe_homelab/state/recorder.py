@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ log = logging.getLogger("pypxe_homelab.state")
 MAX_QUEUED = 100_000
 MAX_BATCH = 512
 BATCH_WAIT = 0.005  # seconds the thread lets events gather after the first one of a batch
+# While the recording thread works, a service thread waiting for the interpreter gets it back within this
+# long (Python's default is 5 ms, which would hold each datagram of a boot storm up to that long).
+SWITCH_INTERVAL_SECONDS = 0.0005
 _DROP_LOG_SECONDS = 60.0
 
 Listener = Callable[[Event, float], None]  # the recorded event (device id filled in) and seconds it took
@@ -69,7 +73,9 @@ class Recorder:
         self._queue.put(event)
 
     def start(self) -> None:
+        """Start the recording thread (and shorten the interpreter's thread switch interval, see above)."""
         if self._thread is None:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
             self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
             self._thread.start()
 

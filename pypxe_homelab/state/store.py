@@ -1,12 +1,18 @@
 """The persisted state: discovered devices, node lifecycles, the event timeline and the IP → MAC table.
 
-One sqlite3 connection (WAL) guarded by a lock: the TFTP thread and the aiohttp loop both call ``record``.
+One sqlite3 connection (WAL) guarded by a lock: the recorder thread writes, the services and the web read.
 Which device ids are registered, and their install policy, come from the inventory through
 ``set_inventory_view``; until it is set every device counts as registered with policy 'once'.
+
+What the services read on a request path (a node's install state, the MAC behind an address) and what recording
+reads per event (device records, which Pi serial owns a MAC) is kept in memory and written through, so a request
+never waits for a batch being recorded and its cost does not grow with the size of the store. The database stays
+the record: the memory copies are filled from it at start and re-read from it when a transaction rolls back.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -16,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pypxe_homelab.errors import UserError
@@ -49,6 +55,9 @@ log = logging.getLogger("pypxe_homelab.state")
 MAX_EVENTS_PER_DEVICE = 5000
 _PRUNE_EVERY = 500
 _ARP_TABLE = Path("/proc/net/arp")
+_ARP_TTL_SECONDS = 2.0  # how long an ARP table answer (or its absence) is reused
+DEVICE_CACHE = 20_000  # device records kept in memory (least recently recorded dropped first)
+_PLAIN = (str, int, float, bool, type(None))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL);
@@ -128,6 +137,51 @@ def _arp_mac(ip: str) -> str | None:
     return None
 
 
+@dataclass(eq=False)
+class _Row:
+    """A timeline entry staged for writing (``new``) or an existing one a retry was folded into."""
+
+    id: int
+    device_id: str
+    generation: int
+    kind: str
+    client: str
+    mac: str | None
+    detail: str
+    time: float
+    dedupe: str | None
+    repeat: int = 1
+    last_time: float | None = None
+    new: bool = True
+
+
+@dataclass(eq=False)
+class _Pending:
+    """What a batch changes, written by ``StateStore._flush`` in one transaction."""
+
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    ips: dict[str, tuple[str, float]] = field(default_factory=dict)
+    rows: list[_Row] = field(default_factory=list)
+    updates: dict[int, _Row] = field(default_factory=dict)
+    folds: dict[tuple[str, str], _Row] = field(default_factory=dict)
+    prune: set[str] = field(default_factory=set)
+    touched: set[tuple[str, str]] = field(default_factory=set)  # (table, key) for the memory copies
+
+    @property
+    def empty(self) -> bool:
+        return not (self.devices or self.nodes or self.ips or self.rows or self.updates or self.prune)
+
+
+def _node(device_id: str, row: tuple) -> NodeState:
+    return NodeState(device_id, row[0], int(row[1]), float(row[2]), row[3], row[4])
+
+
+def _is_plain(detail: object) -> bool:
+    """Whether ``detail`` comes back from JSON unchanged (a flat mapping of strings, numbers, booleans, None)."""
+    return isinstance(detail, dict) and all(type(k) is str and type(v) in _PLAIN for k, v in detail.items())
+
+
 class StateStore:
     """Devices, node lifecycles and timelines, persisted in sqlite under the data root (or in memory)."""
 
@@ -156,9 +210,60 @@ class StateStore:
         self._subscribers: list[Callable[[Notification], None]] = []
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"
-        self._inserts = 0
+        self._inserts: dict[str, int] = {}  # events stored per device since start, for pruning
         self._new_unregistered = 0
         self._closed = False
+        # Memory copies (see the module docstring). Reads of these need no lock: one dict lookup.
+        self._nodes: dict[str, NodeState] = {}
+        self._ip_mac: dict[str, str] = {}
+        self._pi_by_mac: dict[str, str] = {}  # MAC → the Pi serial id its record is kept under
+        self._devices: dict[str, DeviceRecord] = {}  # bounded cache, most recently recorded last
+        self._arp: dict[str, tuple[float, str | None]] = {}
+        self._pending = _Pending()  # what record_many worked out and has not written yet
+        self._load_memory()
+        self._next_id = self._first_free_id()
+
+    def _load_memory(self) -> None:
+        rows = self._db.execute(
+            "SELECT device_id, state, generation, updated, progress, last_event FROM nodes"
+        ).fetchall()
+        self._nodes = {r[0]: _node(r[0], r[1:]) for r in rows}
+        self._ip_mac = dict(self._db.execute("SELECT ip, mac FROM ip_mac").fetchall())
+        self._pi_by_mac = {
+            mac: device_id
+            for device_id, mac in self._db.execute(
+                "SELECT device_id, mac FROM devices WHERE mac IS NOT NULL AND length(device_id) = 8 "
+                "ORDER BY rowid DESC"
+            )
+        }
+        self._devices.clear()
+
+    def _reread(self, touched: set[tuple[str, str]]) -> None:
+        """After a rollback: make the memory copies of what the transaction wrote equal the database again."""
+        for table, key in touched:
+            if table == "node":
+                row = self._db.execute(
+                    "SELECT state, generation, updated, progress, last_event FROM nodes WHERE device_id = ?",
+                    (key,),
+                ).fetchone()
+                if row is None:
+                    self._nodes.pop(key, None)
+                else:
+                    self._nodes[key] = _node(key, row)
+            elif table == "ip":
+                row = self._db.execute("SELECT mac FROM ip_mac WHERE ip = ?", (key,)).fetchone()
+                if row is None:
+                    self._ip_mac.pop(key, None)
+                else:
+                    self._ip_mac[key] = row[0]
+            else:
+                self._devices.pop(key, None)
+                for mac, owner in list(self._pi_by_mac.items()):
+                    if owner == key:
+                        del self._pi_by_mac[mac]
+                row = self._db.execute("SELECT mac FROM devices WHERE device_id = ?", (key,)).fetchone()
+                if row is not None and row[0] and is_pi_serial(key):
+                    self._pi_by_mac[row[0]] = key
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -191,30 +296,25 @@ class StateStore:
         return self.record_many([event])[0]
 
     def record_many(self, events: list[Event]) -> list[str | None]:
-        """``record`` for a batch, in one transaction (each event in its own savepoint, so one odd event
-        never undoes the others); subscribers hear of each after the commit."""
+        """``record`` for a batch, written in one transaction; subscribers hear of each after the commit.
+
+        Each event is worked out in memory first and only then staged for writing, so one odd event is
+        skipped (and logged) without undoing the others."""
         notes: list[Notification | None] = []
         with self._lock:
             if self._closed:
                 return [None] * len(events)
-            self._db.execute("BEGIN IMMEDIATE")
+            for event in events:
+                try:
+                    notes.append(self._record(event))
+                except Exception as exc:  # an odd event must never take a service down
+                    log.warning(
+                        "state: could not record %s from %s: %s", event.kind, event.client or "?", exc
+                    )
+                    notes.append(None)
             try:
-                for event in events:
-                    self._db.execute("SAVEPOINT one")
-                    try:
-                        notes.append(self._record(event))
-                        self._db.execute("RELEASE one")
-                    except Exception as exc:  # an odd event must never take a service down
-                        self._db.execute("ROLLBACK TO one")
-                        self._db.execute("RELEASE one")
-                        log.warning(
-                            "state: could not record %s from %s: %s", event.kind, event.client or "?", exc
-                        )
-                        notes.append(None)
-                self._db.execute("COMMIT")
+                self._flush()
             except Exception as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
                 log.warning("state: could not record %d event(s): %s", len(events), exc)
                 return [None] * len(events)
             subscribers = list(self._subscribers)
@@ -241,31 +341,35 @@ class StateStore:
             return None
         if is_pi_serial(device_id) and not mac and ip:
             mac = self._pi_mac_behind(ip)
-        if mac and not event.mac:
-            event = replace(event, mac=mac)
-        event = replace(event, device_id=device_id)
+        event = replace(event, device_id=device_id, mac=event.mac or mac or None)
         if is_pi_serial(device_id) and event.mac:
             self._adopt_pi_mac_record(device_id, event.mac)
         previous = self._device(device_id)
         new_boot = starts_boot(previous, event)
         device = observe(previous, device_id, event, ip)
-        self._save_device(device)
-        if previous is None and not self._is_registered(device_id):
-            self._new_unregistered += 1
-            if self._new_unregistered % 50 == 1:  # bounded work: a sweep every 50 new machines
-                self._forget_unregistered(event.time)
-        self._learn_ip(event, ip, device, strong)
+        addresses = self._learned_ips(event, ip, device, strong)
         node: NodeState | None = None
         if self._is_registered(device_id):
-            before = self.node_state(device_id)
-            node = transition(before, event, self._policy(device_id), new_boot)
-            self._save_node(node)
+            node = transition(self.node_state(device_id), event, self._policy(device_id), new_boot)
         generation = node.generation if node else 1
         if event.kind is Kind.INSTALL_EVENT:
             pct = installer_progress(event.detail)
             if pct is not None:
                 event = replace(event, detail={**event.detail, "progress": pct})
-        entry = self._append(event, generation)
+        detail = json.dumps(event.detail, default=str)
+        # Everything above may fail on an odd event; what follows only stages what it worked out.
+        self._put_device(device)
+        if previous is None and not self._is_registered(device_id):
+            self._new_unregistered += 1
+            if self._new_unregistered % 50 == 1:  # bounded work: a sweep every 50 new machines
+                self._forget_unregistered(event.time)
+        for address in addresses:
+            self._put_ip(address, event.mac or device.mac or "", event.time)
+        if node is not None:
+            self._put_node(node)
+        # Only a device heard from within the dedupe window can have an entry to fold this event into.
+        recent = previous is not None and event.time - previous.last_seen <= DEDUPE_WINDOW_SECONDS
+        entry = self._append(event, generation, detail, recent)
         return Notification(entry, device, node)
 
     def _resolve(self, event: Event, ip: str | None) -> tuple[str | None, str | None, bool]:
@@ -309,6 +413,7 @@ class StateStore:
             return hint.device_id, None
         if hint.uuid:
             wanted = uuid_forms(hint.uuid)
+            self._flush()  # staged devices are searched too
             for device_id, mac, uuid in self._db.execute("SELECT device_id, mac, uuid FROM devices"):
                 if uuid_forms(uuid) & wanted:
                     return device_id, mac
@@ -328,10 +433,7 @@ class StateStore:
 
     def _id_for_mac(self, mac: str) -> str:
         """A Pi already known by its serial keeps that id; anything else is ``01-<mac>``."""
-        row = self._db.execute(
-            "SELECT device_id FROM devices WHERE mac = ? AND length(device_id) = 8 LIMIT 1", (mac,)
-        ).fetchone()
-        return row[0] if row else device_id_of_mac(mac)
+        return self._pi_by_mac.get(mac) or device_id_of_mac(mac)
 
     def _adopt_pi_mac_record(self, serial: str, mac: str) -> None:
         """Fold the record a Pi got under its MAC (before its serial was seen) into its serial record."""
@@ -341,94 +443,219 @@ class StateStore:
             return
         mine = self._device(serial)
         merged = merge(mine, other) if mine else replace(other, device_id=serial)
-        self._save_device(merged)
-        self._db.execute("DELETE FROM devices WHERE device_id = ?", (mac_id,))
-        self._db.execute("UPDATE events SET device_id = ? WHERE device_id = ?", (serial, mac_id))
-        if not self._is_registered(mac_id):
-            self._db.execute("DELETE FROM nodes WHERE device_id = ?", (mac_id,))
+        self._put_device(merged)
+        self._flush()  # the staged entries of the MAC record move with it
+        touched = {("device", mac_id), ("device", serial), ("node", mac_id)}
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM devices WHERE device_id = ?", (mac_id,))
+            self._db.execute("UPDATE events SET device_id = ? WHERE device_id = ?", (serial, mac_id))
+            if not self._is_registered(mac_id):
+                self._db.execute("DELETE FROM nodes WHERE device_id = ?", (mac_id,))
+            self._db.execute("COMMIT")
+        except Exception:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._reread(touched)
 
-    def _learn_ip(self, event: Event, ip: str | None, device: DeviceRecord, strong: bool) -> None:
+    def _learned_ips(self, event: Event, ip: str | None, device: DeviceRecord, strong: bool) -> list[str]:
+        """The addresses ``event`` ties to the device's MAC: a 4011 ciaddr, or the client address of a
+        TFTP/HTTP request that named the machine itself."""
         dhcp = event.kind in DHCP_KINDS
+        if not (event.mac or device.mac):
+            return []
         ciaddr = event.detail.get("ciaddr") if dhcp else None
-        mac = event.mac or device.mac
-        if not mac:
-            return
-        for address in (ciaddr, ip if strong and not dhcp else None):
-            if address and address not in ("0.0.0.0", "127.0.0.1", "::1"):
-                self._db.execute(
-                    "INSERT INTO ip_mac (ip, mac, time) VALUES (?, ?, ?) "
-                    "ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, time = excluded.time",
-                    (address, mac, event.time),
-                )
+        return [
+            address
+            for address in (ciaddr, ip if strong and not dhcp else None)
+            if address and address not in ("0.0.0.0", "127.0.0.1", "::1")
+        ]
 
-    def _append(self, event: Event, generation: int) -> TimelineEntry:
+    def _append(self, event: Event, generation: int, detail: str, recent: bool = True) -> TimelineEntry:
+        """Stage ``event`` (``detail``: its detail as JSON) as a timeline entry, or fold it into the same
+        request's entry of the last 30 s, looked up only when ``recent`` (the device was heard from within
+        that window)."""
+        assert event.device_id is not None
+        pending = self._pending
         key = dedupe_key(event)
+        if key is not None and recent:
+            row = pending.folds.get((event.device_id, key))
+            if row is None:
+                found = self._db.execute(
+                    "SELECT id, repeat, time, last_time, detail FROM events WHERE device_id = ? AND dedupe = ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    (event.device_id, key),
+                ).fetchone()
+                if found is not None:
+                    row = _Row(found[0], event.device_id, generation, event.kind.value, event.client,
+                               event.mac, found[4], found[2], key, found[1], found[3], new=False)  # fmt: skip
+            if row is not None and event.time - (row.last_time or row.time) <= DEDUPE_WINDOW_SECONDS:
+                row.repeat += 1
+                row.last_time = event.time
+                pending.folds[(event.device_id, key)] = row
+                if not row.new:
+                    pending.updates[row.id] = row
+                first = replace(event, time=row.time, detail=json.loads(row.detail))
+                return TimelineEntry(row.id, first, generation, row.repeat, event.time)
+        row = _Row(self._next_id, event.device_id, generation, event.kind.value, event.client, event.mac,
+                   detail, event.time, key)  # fmt: skip
+        self._next_id += 1
+        pending.rows.append(row)
         if key is not None:
-            row = self._db.execute(
-                "SELECT id, repeat, time, last_time, detail FROM events WHERE device_id = ? AND dedupe = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (event.device_id, key),
-            ).fetchone()
-            if row and event.time - (row[3] or row[2]) <= DEDUPE_WINDOW_SECONDS:
-                self._db.execute(
-                    "UPDATE events SET repeat = repeat + 1, last_time = ? WHERE id = ?", (event.time, row[0])
-                )
-                first = replace(event, time=row[2], detail=json.loads(row[4]))
-                return TimelineEntry(row[0], first, generation, row[1] + 1, event.time)
-        detail = json.dumps(event.detail, default=str)
-        cur = self._db.execute(
-            "INSERT INTO events (device_id, generation, kind, client, mac, detail, time, dedupe) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.device_id, generation, event.kind, event.client, event.mac, detail, event.time, key),
-        )
-        self._inserts += 1
-        if self._inserts % _PRUNE_EVERY == 0:
-            self._prune()
-        return TimelineEntry(int(cur.lastrowid or 0), replace(event, detail=json.loads(detail)), generation)
+            pending.folds[(event.device_id, key)] = row
+        count = self._inserts.get(event.device_id, 0) + 1
+        self._inserts[event.device_id] = count
+        if count % _PRUNE_EVERY == 0:
+            pending.prune.add(event.device_id)
+        stored = event.detail if _is_plain(event.detail) else json.loads(detail)
+        return TimelineEntry(row.id, replace(event, detail=stored), generation)
 
-    def _prune(self) -> None:
-        for (device_id,) in self._db.execute("SELECT DISTINCT device_id FROM events").fetchall():
-            self._db.execute(
-                "DELETE FROM events WHERE device_id = ? AND id <= (SELECT id FROM events WHERE device_id = ? "
-                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (device_id, device_id, MAX_EVENTS_PER_DEVICE),
+    def _flush(self) -> None:
+        """Write what is staged in one transaction; on failure roll back, make the memory copies equal the
+        database again, and raise."""
+        pending, self._pending = self._pending, _Pending()
+        if pending.empty:
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO devices (device_id, mac, uuid, data, last_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, "
+                "data = excluded.data, last_seen = excluded.last_seen",
+                [
+                    (r.device_id, r.mac, r.uuid, json.dumps(r.to_json(), default=str), r.last_seen)
+                    for r in pending.devices.values()
+                ],
             )
+            db.executemany(
+                "INSERT INTO nodes (device_id, state, generation, updated, progress, last_event) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET state = excluded.state, "
+                "generation = excluded.generation, updated = excluded.updated, progress = excluded.progress, "
+                "last_event = excluded.last_event",
+                [
+                    (n.device_id, n.state, n.generation, n.updated, n.progress, n.last_event)
+                    for n in pending.nodes.values()
+                ],  # fmt: skip
+            )
+            db.executemany(
+                "INSERT INTO ip_mac (ip, mac, time) VALUES (?, ?, ?) "
+                "ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, time = excluded.time",
+                [(ip, mac, t) for ip, (mac, t) in pending.ips.items()],
+            )
+            db.executemany(
+                "INSERT INTO events (id, device_id, generation, kind, client, mac, detail, time, dedupe, repeat, "
+                "last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.id,
+                        r.device_id,
+                        r.generation,
+                        r.kind,
+                        r.client,
+                        r.mac,
+                        r.detail,
+                        r.time,
+                        r.dedupe,
+                        r.repeat,
+                        r.last_time,
+                    )
+                    for r in pending.rows
+                ],  # fmt: skip
+            )
+            db.executemany(
+                "UPDATE events SET repeat = ?, last_time = ? WHERE id = ?",
+                [(r.repeat, r.last_time, r.id) for r in pending.updates.values()],
+            )
+            for device_id in pending.prune:
+                self._prune(device_id)
+            db.execute("COMMIT")
+        except Exception:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._reread(pending.touched)
+            self._next_id = self._first_free_id()
+            raise
+
+    def _first_free_id(self) -> int:
+        """The next timeline id (ids are never reused, as AUTOINCREMENT promises)."""
+        top = self._db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return max(top, seq[0] if seq else 0) + 1
+
+    def _prune(self, device_id: str) -> None:
+        """Keep the device's newest MAX_EVENTS_PER_DEVICE events (run every _PRUNE_EVERY of its events)."""
+        self._db.execute(
+            "DELETE FROM events WHERE device_id = ? AND id <= (SELECT id FROM events WHERE device_id = ? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (device_id, device_id, MAX_EVENTS_PER_DEVICE),
+        )
 
     # -- persistence helpers --------------------------------------------------------------------
 
     def _device(self, device_id: str) -> DeviceRecord | None:
+        """The device record (callers copy before changing it: ``observe`` and ``merge`` do)."""
+        cached = self._devices.get(device_id)
+        if cached is not None:
+            return cached
         row = self._db.execute("SELECT data FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        return DeviceRecord.from_json(json.loads(row[0])) if row else None
-
-    def _save_device(self, rec: DeviceRecord) -> None:
-        self._db.execute(
-            "INSERT INTO devices (device_id, mac, uuid, data, last_seen) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(device_id) DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, "
-            "data = excluded.data, last_seen = excluded.last_seen",
-            (rec.device_id, rec.mac, rec.uuid, json.dumps(rec.to_json()), rec.last_seen),
-        )
+        if row is None:
+            return None
+        rec = DeviceRecord.from_json(json.loads(row[0]))
+        self._remember(rec)
+        return rec
 
     def _forget_unregistered(self, now: float) -> None:
         """Drop unregistered devices unseen for UNREGISTERED_DAYS, and the oldest beyond MAX_UNREGISTERED,
         with their timelines. Registered nodes are never dropped."""
+        self._flush()  # what is staged counts too
         rows = self._db.execute("SELECT device_id, last_seen FROM devices ORDER BY last_seen DESC").fetchall()
         unregistered = [(d, seen) for d, seen in rows if not self._is_registered(d)]
         cutoff = now - UNREGISTERED_DAYS * 86400
         gone = [
             d for index, (d, seen) in enumerate(unregistered) if index >= MAX_UNREGISTERED or seen < cutoff
         ]
+        if not gone:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for device_id in gone:
+                self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                self._db.execute("DELETE FROM events WHERE device_id = ?", (device_id,))
+            self._db.execute("COMMIT")
+        except Exception:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._reread({("device", device_id) for device_id in gone})
         for device_id in gone:
-            self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
-            self._db.execute("DELETE FROM events WHERE device_id = ?", (device_id,))
+            self._inserts.pop(device_id, None)
 
-    def _save_node(self, node: NodeState) -> None:
-        self._db.execute(
-            "INSERT INTO nodes (device_id, state, generation, updated, progress, last_event) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET state = excluded.state, "
-            "generation = excluded.generation, updated = excluded.updated, progress = excluded.progress, "
-            "last_event = excluded.last_event",
-            (node.device_id, node.state, node.generation, node.updated, node.progress, node.last_event),
-        )
+    def _remember(self, rec: DeviceRecord) -> None:
+        self._devices.pop(rec.device_id, None)
+        self._devices[rec.device_id] = rec
+        if len(self._devices) > DEVICE_CACHE:
+            del self._devices[next(iter(self._devices))]
+
+    def _put_device(self, rec: DeviceRecord) -> None:
+        self._pending.devices[rec.device_id] = rec
+        self._pending.touched.add(("device", rec.device_id))
+        self._remember(rec)
+        if rec.mac and is_pi_serial(rec.device_id):
+            self._pi_by_mac[rec.mac] = rec.device_id
+
+    def _put_node(self, node: NodeState) -> None:
+        self._pending.nodes[node.device_id] = node
+        self._pending.touched.add(("node", node.device_id))
+        self._nodes[node.device_id] = node
+
+    def _put_ip(self, ip: str, mac: str, at: float) -> None:
+        self._pending.ips[ip] = (mac, at)
+        self._pending.touched.add(("ip", ip))
+        self._ip_mac[ip] = mac
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -451,27 +678,29 @@ class StateStore:
         return rec.boot_ip if rec else None
 
     def node_state(self, device_id: str) -> NodeState:
-        """The node's lifecycle state; a node never seen is 'discovered', generation 1."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT state, generation, updated, progress, last_event FROM nodes WHERE device_id = ?",
-                (device_id,),
-            ).fetchone()
-        if row is None:
-            return NodeState(device_id)
-        return NodeState(device_id, row[0], int(row[1]), float(row[2]), row[3], row[4])
+        """The node's lifecycle state; a node never seen is 'discovered', generation 1 (from memory)."""
+        return self._nodes.get(device_id) or NodeState(device_id)
 
     def mac_for_ip(self, ip: str) -> str | None:
-        """The MAC last seen behind ``ip`` (4011 ciaddr, TFTP/HTTP of a known machine, else the ARP table)."""
-        with self._lock:
-            row = self._db.execute("SELECT mac FROM ip_mac WHERE ip = ?", (ip,)).fetchone()
-        if row:
-            return row[0]
-        return _arp_mac(ip) if self._use_arp else None
+        """The MAC last seen behind ``ip`` (4011 ciaddr, TFTP/HTTP of a known machine, else the ARP table,
+        whose answer is reused for a moment)."""
+        mac = self._ip_mac.get(ip)
+        if mac or not self._use_arp:
+            return mac
+        now = time.monotonic()
+        seen = self._arp.get(ip)
+        if seen is not None and now - seen[0] < _ARP_TTL_SECONDS:
+            return seen[1]
+        found = _arp_mac(ip)
+        if len(self._arp) > 4096:
+            self._arp.clear()
+        self._arp[ip] = (now, found)
+        return found
 
     def device(self, device_id: str) -> DeviceRecord | None:
         with self._lock:
-            return self._device(device_id)
+            rec = self._device(device_id)
+            return copy.deepcopy(rec) if rec is not None else None
 
     def devices(self, limit: int | None = None, offset: int = 0) -> list[DeviceRecord]:
         """Devices discovered, registered or not, most recently seen first; a page of ``limit`` from
@@ -515,17 +744,13 @@ class StateStore:
         """Re-arm a node: a new install generation (so a new instance-id), state back to discovered."""
         now = time.time()
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                generation = self.node_state(device_id).generation + 1
-                node = NodeState(device_id, "discovered", generation, now, None, "reinstall")
-                self._save_node(node)
-                event = reinstall_event(device_id, mac_of_device_id(device_id), generation, now)
-                entry = self._append(event, generation)
-                self._db.execute("COMMIT")
-            except Exception:
-                self._db.execute("ROLLBACK")
-                raise
+            self._flush()
+            generation = self.node_state(device_id).generation + 1
+            node = NodeState(device_id, "discovered", generation, now, None, "reinstall")
+            event = reinstall_event(device_id, mac_of_device_id(device_id), generation, now)
+            self._put_node(node)
+            entry = self._append(event, generation, json.dumps(event.detail), recent=False)
+            self._flush()
             device = self._device(device_id) or DeviceRecord(device_id, first_seen=now, last_seen=now)
             subscribers = list(self._subscribers)
         log.info("%s: re-armed for install, generation %d", device_id, generation)

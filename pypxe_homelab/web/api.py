@@ -23,13 +23,13 @@ from pypxe_homelab.identity import DEVICE_ID_PATTERN, mac_of_device_id
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.state.store import Notification
 from pypxe_homelab.state.views import devices_view, node_view, nodes_view, timeline_view
+from pypxe_homelab.web.client import LOCAL_HEADER
 
 log = logging.getLogger("pypxe_homelab.web")
 
 WEBHOOK_MAX_BYTES = 64 * 1024
 SSE_MAX_CLIENTS = 32
 SSE_HEARTBEAT_SECONDS = 15.0
-LOCAL_HEADER = "X-Pypxe-Homelab"
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Webhook fields kept (strings cut to a sane length); anything else, e.g. base64 log files, is dropped.

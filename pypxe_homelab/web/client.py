@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pypxe_homelab.web.api import LOCAL_HEADER
+# The header mutating API calls carry (browsers cannot add it cross-site); the API checks it.
+LOCAL_HEADER = "X-Pypxe-Homelab"
 
 
 class ServerNotRunning(Exception):

@@ -45,9 +45,7 @@ def test_first_run_without_a_config_file(
 ) -> None:
     missing = shared_dir / "no-such-dir" / "config.yaml"
     cli = f"{installed_program.command} --config {missing}"  # installed as the README says
-    private = (
-        f"cp -a /etc {tmp_path}/etc && mount --bind {tmp_path}/etc /etc && mount -t tmpfs tmpfs /var/lib"
-    )
+    private = f"cp -a /etc {tmp_path}/etc && {{ sed -i '/^pypxe-homelab:/d' {tmp_path}/etc/passwd {tmp_path}/etc/group {tmp_path}/etc/shadow {tmp_path}/etc/gshadow 2>/dev/null || true; }} && mount --bind {tmp_path}/etc /etc && mount -t tmpfs tmpfs /var/lib"
     script = f"{private} && {cli} bootfiles install && exec {cli} serve"
     log_path = tmp_path / "serve.log"
     existed = Path("/var/lib/pypxe-homelab").exists()

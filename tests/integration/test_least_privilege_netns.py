@@ -120,7 +120,7 @@ def start(
 
 def private_etc(tmp: Path) -> str:
     """Shell lines giving the namespace its own copy of /etc (accounts created there stay there)."""
-    return f"mkdir -p {tmp} && cp -a /etc {tmp}/ && mount --bind {tmp}/etc /etc"
+    return f"mkdir -p {tmp} && cp -a /etc {tmp}/ && {{ sed -i '/^pypxe-homelab:/d' {tmp}/etc/passwd {tmp}/etc/group {tmp}/etc/shadow {tmp}/etc/gshadow 2>/dev/null || true; }} && mount --bind {tmp}/etc /etc"
 
 
 def add_unserved_link(lan: TestLan) -> tuple[str, str]:

@@ -124,7 +124,7 @@ def test_install_service_creates_the_user_and_writes_the_unit(
     units = tmp_path / "units"
     existed = subprocess.run(["getent", "passwd", "pypxe-homelab"], capture_output=True).returncode == 0
     script = (
-        f"cp -a /etc {tmp_path}/ && mount --bind {tmp_path}/etc /etc && "
+        f"cp -a /etc {tmp_path}/ && {{ sed -i '/^pypxe-homelab:/d' {tmp_path}/etc/passwd {tmp_path}/etc/group {tmp_path}/etc/shadow {tmp_path}/etc/gshadow 2>/dev/null || true; }} && mount --bind {tmp_path}/etc /etc && "
         f"{installed_program.command} --config /etc/pypxe-homelab/config.yaml install-service --unit-dir {units} && "
         "id -u pypxe-homelab && getent passwd pypxe-homelab"
     )

@@ -1,0 +1,68 @@
+"""The lazy command group: --help lists every command without importing one; commands that do not serve
+never import scapy, aiohttp or Jinja."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from pypxe_homelab.cli import COMMANDS, main
+from pypxe_homelab.cli.status import nodes_table
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("scapy", "aiohttp", "jinja2", "pypxe_homelab.services", "pypxe_homelab.server")
+
+
+def test_the_command_table_matches_each_command() -> None:
+    ctx = click.Context(main)
+    for name, (_module, text) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None, name
+        first = (command.short_help or command.help or "").split("\n\n")[0]
+        assert " ".join(first.split()) == text, name
+    assert main.get_command(ctx, "no-such-command") is None
+
+
+def _loaded_after(args: list[str], tmp_path: Path) -> list[str]:
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from pypxe_homelab.cli import main
+        try:
+            main({args!r}, standalone_mode=False)
+        except SystemExit:
+            pass
+        except Exception:
+            pass
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))), file=sys.stderr)
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60, check=False
+    )
+    return json.loads(res.stderr.strip().splitlines()[-1])
+
+
+def test_commands_that_do_not_serve_import_only_what_they_need(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server:\n  http_port: 1\npaths:\n  root: {tmp_path}/root\nnodes: {{}}\n")
+    assert _loaded_after(["--help"], tmp_path) == []
+    assert _loaded_after(["-c", str(config), "list"], tmp_path) == []
+    assert _loaded_after(["-c", str(config), "status", "--once"], tmp_path) == []
+
+
+def test_status_shows_registered_nodes_and_only_the_latest_unregistered() -> None:
+    nodes = [{"device_id": "01-52-54-00-00-00-01", "state": "booting", "last_seen": 1.0}]
+    nodes += [
+        {"device_id": f"01-52-54-02-00-00-{i:02x}", "state": "unregistered", "last_seen": float(i)}
+        for i in range(50)
+    ]
+    table = nodes_table(nodes, max_unregistered=5)
+    shown = list(table.columns[0]._cells)
+    assert shown == ["01-52-54-00-00-00-01", *[f"01-52-54-02-00-00-{i:02x}" for i in (49, 48, 47, 46, 45)]]
+    assert table.caption is not None and "45 more" in str(table.caption)
