@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from pypxe_homelab.boot.booter import (
 )
 from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, script_url
 from pypxe_homelab.boot.loader_config import kernel_boot
+from pypxe_homelab.boot.pi_boot import SERVED_INITRAMFS
+from pypxe_homelab.boot.pi_node import BOOT_TREES
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory
 from pypxe_homelab.identity import mac_of_device_id
@@ -54,6 +57,8 @@ class NodePreview:
     ipxe_script: tuple[str, str] | None = None  # (URL, text) when an iPXE loader is configured
     urls: list[str] = field(default_factory=list)
     cloud_init: dict[str, str] = field(default_factory=dict)
+    pi_files: list[str] = field(default_factory=list)  # the TFTP paths a Raspberry Pi is served
+    pi_texts: dict[str, str] = field(default_factory=dict)  # <serial>/config.txt and cmdline.txt as served
 
 
 def _request(
@@ -160,6 +165,38 @@ def dhcp_answers(booter: Booter, inventory: Inventory, mac: str, server: ServerV
     return answers
 
 
+PI_PREVIEW_MAC = "dc:a6:32:00:00:01"  # a Raspberry Pi OUI: the device id of a Pi carries no MAC
+
+
+def pi_dhcp_answer(booter: Booter, serial: str, server: ServerView) -> list[DhcpAnswer]:
+    """The offer a Pi 4/5 bootloader gets (arch 0, its serial in option 97)."""
+    request = dataclasses.replace(
+        _request(PI_PREVIEW_MAC, 0, "PXEClient:Arch:00000:UNDI:002001", dhcp_codec.DISCOVER, None),
+        machine_id=b"\0" + b"RPi4" + bytes(8) + int(serial, 16).to_bytes(4, "little"),
+    )
+    return [DhcpAnswer("Raspberry Pi", 67, _describe(dhcp_decision(booter, request, 67, server)))]
+
+
+def _pi_preview(
+    result: NodePreview, booter: Booter, inventory: Inventory, serial: str, base_url: str, generation: int
+) -> None:
+    """A Pi's TFTP tree, its rendered config.txt and cmdline.txt, and its cloud-init seed, as served."""
+    node = inventory.effective(inventory.nodes[serial])
+    tree = BOOT_TREES.lookup(inventory, node.os or "")
+    if tree is not None:
+        result.pi_files = [f"{serial}/{name}" for name in sorted(tree.files)]
+        if tree.served_initramfs is not None:
+            result.pi_files.append(f"{serial}/{SERVED_INITRAMFS}")
+        for name in ("config.txt", "cmdline.txt"):
+            answer = booter.tftp(f"{serial}/{name}", "")
+            if answer is not None:
+                result.pi_texts[f"{serial}/{name}"] = _text(answer)
+    for name in ("user-data", "meta-data", "network-config"):
+        seed = booter.http(HttpAsk(f"{serial}/cloud-init/{name}", ""))
+        if isinstance(seed, FileAnswer):
+            result.cloud_init[name] = _text(seed)
+
+
 def _text(answer: object) -> str:
     assert isinstance(answer, FileAnswer) and answer.data is not None
     return answer.data.decode()
@@ -180,6 +217,11 @@ def preview(
     mac = mac_of_device_id(device_id)
     if mac:
         result.dhcp = dhcp_answers(booter, inventory, mac, server)
+    node = inventory.node(device_id)
+    if node is not None and node.is_pi:
+        result.dhcp = pi_dhcp_answer(booter, device_id, server)
+        _pi_preview(result, booter, inventory, device_id, base_url, generation)
+        return result
     for tree in LOADER_TREES:
         prefix = "" if tree == "bios" else f"{tree}/"
         answer = booter.tftp(f"{prefix}pxelinux.cfg/{device_id}", "")

@@ -9,10 +9,12 @@ import click
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
 from pypxe_homelab.boot.host_checks import host_problems
 from pypxe_homelab.boot.install_plan import install_plan
+from pypxe_homelab.boot.preview import NodePreview, preview
 from pypxe_homelab.cli import CliContext, parse_device_id
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.loader import load_or_default
-from pypxe_homelab.config.model import Inventory
+from pypxe_homelab.config.model import Inventory, Node
+from pypxe_homelab.iscsi.desired import node_image_path, node_target
 
 
 def _advertised(inventory: Inventory) -> ipaddress.IPv4Address:
@@ -71,8 +73,6 @@ def validate(obj: CliContext) -> None:
 @click.pass_obj
 def render(obj: CliContext, device_id: str) -> None:
     """Show what DEVICE_ID gets: DHCP answers per firmware, loader configs, URLs, kernel command line, cloud-init."""
-    from pypxe_homelab.boot.preview import preview
-
     device_id = parse_device_id(device_id)
     inventory, _ = load_or_default(obj.config_path)
     base_url = f"http://{_advertised(inventory)}:{inventory.server.http_port}"
@@ -101,8 +101,31 @@ def render(obj: CliContext, device_id: str) -> None:
         click.echo("\n## URLs it fetches")
         for url in result.urls:
             click.echo(f"  {url}")
+    if node is not None and node.is_pi:
+        _echo_pi(inventory, node, result)
     for name, text in result.cloud_init.items():
         click.echo(f"\n## {base_url}/{device_id}/cloud-init/{name}\n{text.rstrip()}")
+
+
+def _echo_pi(inventory: Inventory, node: Node, result: NodePreview) -> None:
+    """A Raspberry Pi's TFTP tree, its rendered boot files and its iSCSI target."""
+    if not result.pi_files:
+        click.echo("\n## TFTP: nothing is served (the node's Pi image is not ready; see `validate`)")
+    else:
+        click.echo("\n## TFTP files it is served")
+        for path in result.pi_files:
+            click.echo(f"  {path}")
+    for path, text in result.pi_texts.items():
+        click.echo(f"\n## TFTP {path}\n{text.rstrip()}")
+    image = node_image_path(inventory, node)
+    if image is None:
+        click.echo("\n## iSCSI: no disk (the node's Pi image is not ready)")
+        return
+    target = node_target(inventory, node, image)
+    click.echo("\n## iSCSI root disk (tcp/3260)")
+    click.echo(f"  target    {target.iqn}, LUN 1")
+    click.echo(f"  initiator {target.initiator} (the only name the target admits)")
+    click.echo(f"  disk      {target.disk} (made from {target.image} on first use)")
 
 
 COMMANDS = [validate, render]

@@ -211,3 +211,26 @@ nodes:
     own = replace(inv.nodes[PI_ID], os="my-pi")
     assert inv.effective(own).os == "my-pi"
     assert Defaults().pi_os is None and Node(PI_ID).is_pi
+
+
+def test_render_of_a_pi_shows_its_offer_tree_boot_files_and_seed(tmp_path: Path, monkeypatch) -> None:
+    from pypxe_homelab.boot import booter, preview
+
+    tree = make_tree(tmp_path)
+
+    class Trees:
+        def lookup(self, inventory: Inventory, name: str) -> BootTree | None:
+            return lookup(tree)(name)
+
+    monkeypatch.setattr(booter, "BOOT_TREES", Trees())
+    monkeypatch.setattr(preview, "BOOT_TREES", Trees())
+    result = preview.preview(pi_inventory(tmp_path), PI_ID, None, 1, BASE_URL)
+    ((answer),) = result.dhcp
+    assert answer.firmware == "Raspberry Pi" and "option43=" in answer.answer
+    assert f"{PI_ID}/start4.elf" in result.pi_files and f"{PI_ID}/{SERVED_INITRAMFS}" in result.pi_files
+    cmdline = result.pi_texts[f"{PI_ID}/cmdline.txt"]
+    assert f"ISCSI_TARGET_NAME={target_iqn(PI_ID)}" in cmdline
+    assert f"ISCSI_INITIATOR={initiator_name(PI_ID)}" in cmdline
+    assert f"initramfs {SERVED_INITRAMFS}" in result.pi_texts[f"{PI_ID}/config.txt"]
+    assert result.cloud_init["user-data"].startswith("#cloud-config")
+    assert result.loader_configs == {} and not result.urls
