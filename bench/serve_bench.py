@@ -47,7 +47,7 @@ def write_config(lan, work: Path) -> Path:
     root = work / "serve-root"
     config = work / "serve.yaml"
     config.write_text(
-        "server:\n  interfaces: [eth0]\n"
+        "server:\n  interfaces: [eth0]\n  user: root   # the program runs from a checkout the service user cannot read\n"
         f"  http_port: {HTTP_PORT}\n"
         f"paths:\n  root: {root}\n"
         "nodes:\n"
