@@ -84,7 +84,7 @@ def state_text(state: str) -> Text:
 
 def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     table = Table(title="Nodes", expand=False, header_style="bold")
-    for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
+    for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS", "Why it stopped"):
         table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
     for n in nodes:
         name = n.get("hostname")
@@ -96,6 +96,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
             n.get("stage") or "",
             n.get("address") or n.get("ip") or "",
             n.get("os") or "",
+            Text((n.get("diagnosis") or {}).get("reason", ""), style="red"),
         )
     if not nodes:
         table.caption = "no node registered or seen yet"
@@ -125,6 +126,10 @@ def timeline_view(node: dict[str, Any], events: list[dict[str, Any]]) -> Rendera
             stamp, Text(e["summary"], style=style), f"×{e['repeat']}" if e.get("repeat", 1) > 1 else ""
         )
     parts: list[RenderableType] = [head, table]
+    diagnosis = node.get("diagnosis")
+    if diagnosis:
+        parts.append(Text(f"why it stopped: {diagnosis['reason']}", style="bold red"))
+        parts.append(Text(f"fix: {diagnosis['fix']}", style="yellow"))
     if node.get("suggested"):
         parts.append(Text(f"register it with: {node['suggested']}", style="yellow"))
     return Group(*parts)
