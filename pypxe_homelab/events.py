@@ -35,13 +35,15 @@ class Kind(str, enum.Enum):
     ISCSI_LOGIN = "iscsi.login"
     ISCSI_LOGOUT = "iscsi.logout"
     NODE_REINSTALL = "node.reinstall"
+    DHCP_RIVAL = "dhcp.rival"
+    BOOT_DIAGNOSIS = "boot.diagnosis"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def family(self) -> str:
-        """``dhcp``, ``tftp``, ``http``, ``cloudinit``, ``install`` or ``node``."""
+        """``dhcp``, ``tftp``, ``http``, ``cloudinit``, ``install``, ``iscsi``, ``node`` or ``boot``."""
         return self.value.split(".", 1)[0]
 
 
@@ -91,6 +93,7 @@ class TftpDetail(TypedDict, total=False):
     blksize: int
     windowsize: int
     probe: bool
+    block: int  # the block a transfer stopped at (tftp.abort)
 
 
 class HttpDetail(TypedDict, total=False):
@@ -151,6 +154,27 @@ class ReinstallDetail(TypedDict, total=False):
     generation: int
 
 
+class RivalDetail(TypedDict, total=False):
+    """Another server's PXE answer to this machine, heard on the LAN (never sent to find it)."""
+
+    server: str
+    kind: str  # ProxyDHCP / DHCP
+    vendor_class: str | None
+    file: str | None
+    siaddr: str
+    xid: int
+    interface: str
+
+
+class DiagnosisDetail(TypedDict, total=False):
+    """Why a boot attempt stopped, as the server tells it (once per attempt)."""
+
+    cause: str
+    reason: str
+    fix: str
+    attempt: int
+
+
 def _names(detail_type: Any) -> frozenset[str]:
     return frozenset(detail_type.__annotations__)
 
@@ -165,6 +189,8 @@ DETAIL_FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.ISCSI_LOGIN: _names(IscsiDetail),
     Kind.ISCSI_LOGOUT: _names(IscsiDetail),
     Kind.NODE_REINSTALL: _names(ReinstallDetail),
+    Kind.DHCP_RIVAL: _names(RivalDetail),
+    Kind.BOOT_DIAGNOSIS: _names(DiagnosisDetail),
 }
 # Added when an event is read back from the store: how often a folded retry happened.
 STORED_FIELDS = frozenset({"repeat"})
@@ -230,3 +256,11 @@ def iscsi_event(kind: Kind, client: str, device_id: str, detail: IscsiDetail) ->
 
 def reinstall_event(device_id: str, mac: str | None, generation: int, at: float) -> Event:
     return Event(Kind.NODE_REINSTALL, "", device_id, mac, ReinstallDetail(generation=generation), at)
+
+
+def rival_event(client: str, device_id: str, mac: str, detail: RivalDetail) -> Event:
+    return Event(Kind.DHCP_RIVAL, client, device_id, mac, detail)
+
+
+def diagnosis_event(device_id: str, mac: str | None, detail: DiagnosisDetail, at: float) -> Event:
+    return Event(Kind.BOOT_DIAGNOSIS, "", device_id, mac, detail, at)

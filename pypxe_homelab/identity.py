@@ -125,6 +125,12 @@ def pi_guid(machine_id: bytes | None) -> tuple[str, str] | None:
     return model, f"{serial:08x}"
 
 
+def pi_machine_id(serial: str, model: str = "RPi4") -> bytes:
+    """Option 97 as a Pi 4/5 EEPROM sends it for ``serial`` (the inverse of ``pi_guid``; revision and MAC left 0)."""
+    magic = next(m for m, name in PI_GUID_MAGIC.items() if name == model)
+    return b"\0" + magic + bytes(8) + int(serial, 16).to_bytes(4, "little")
+
+
 def machine_uuid(machine_id: bytes | None) -> str | None:
     """Option 97 as a UUID string (type 0, 16 bytes; first three fields little-endian as PXE sends them)."""
     if machine_id is None or len(machine_id) != 17 or machine_id[0] != 0:

@@ -104,7 +104,9 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-_SHOWN_DETAIL = ("path", "file", "class", "arch", "bytes", "duration", "status", "reason", "name", "result")
+_SHOWN_DETAIL = (
+    "path", "file", "class", "arch", "bytes", "duration", "status", "server", "cause", "reason", "fix", "name", "result",
+)  # fmt: skip
 
 
 def event_line(event: Event) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pypxe_homelab import privileges, sdnotify
 from pypxe_homelab.assets.bootloaders import install_advice, missing_bootloaders
 from pypxe_homelab.boot.autoinstall_boot import check_nodes
-from pypxe_homelab.boot.booter import InventoryBooter
+from pypxe_homelab.boot.booter import InventoryBooter, loaders_in_use
 from pypxe_homelab.boot.host_checks import host_problems
 from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.loader import load_inventory, load_or_default
@@ -32,6 +32,7 @@ from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
 from pypxe_homelab.services.http import HttpService
 from pypxe_homelab.services.iscsi import IscsiService
 from pypxe_homelab.services.tftp import TftpService
+from pypxe_homelab.services.watch import Diagnoser, RivalListener
 from pypxe_homelab.state.recorder import Recorder
 from pypxe_homelab.state.store import Notification, StateStore
 from pypxe_homelab.web import monitoring
@@ -261,7 +262,7 @@ class Server:
         self.runtime: Runtime | None = None
         self.metrics = Metrics()
         self.health = Health()
-        self._services: list[ProxyDhcpService | TftpService | HttpService | IscsiService] = []
+        self._services: list[ProxyDhcpService | TftpService | HttpService | IscsiService | RivalListener] = []
         self._stopping = asyncio.Event()
 
     def _runtime(self) -> Runtime:
@@ -318,6 +319,11 @@ class Server:
             self._services.append(tftp)
             await http.start()
             self._services.append(http)
+            # UDP 68, to hear other PXE servers' offers (listening only); skipped when it cannot be bound
+            own = {i.address for i in interfaces} | {str(inventory.server.address or interfaces[0].address)}
+            rivals = RivalListener(interfaces, emit, lambda: own)
+            await rivals.start()
+            self._services.append(rivals)
             # then no privilege is needed any more: run as the service user, before any thread starts
             privileges.drop(account)
             privileges.check_data_root(inventory.paths.root)
@@ -333,6 +339,7 @@ class Server:
             for event in pending:
                 recorder.emit(event)
             tftp.start()
+            diagnoser = Diagnoser(lambda: runtime.inventory, store, recorder.emit, str(advertise))
             self._summary(inventory, embedded, interfaces, tftp_hosts, http_hosts)
             loop = asyncio.get_running_loop()
             checks: set[asyncio.Future] = set()
@@ -364,11 +371,12 @@ class Server:
             loop.add_signal_handler(signal.SIGHUP, watcher.reload_now)
             watch_task = asyncio.create_task(watcher.run())
             sessions_task = asyncio.create_task(iscsi.watch(_current_inventory(runtime)))
+            diagnoser_task = asyncio.create_task(diagnoser.run())
             sdnotify.notify("READY=1", f"STATUS=serving {len(inventory.nodes)} node(s)")
             await self._stopping.wait()
             sdnotify.notify("STOPPING=1")
             log.info("stopping")
-            for task in (watch_task, sessions_task):
+            for task in (watch_task, sessions_task, diagnoser_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -424,7 +432,15 @@ class Server:
                 raise UserError(
                     f"cannot create {folder}: permission denied; run with sudo or set paths.root"
                 ) from exc
-        missing = missing_bootloaders(paths.tftproot, inventory.server.loaders)
+        missing = missing_bootloaders(paths.tftproot, loaders_in_use(inventory, optional=False))
+        arm64_missing = set(missing_bootloaders(paths.tftproot, loaders_in_use(inventory))) - set(missing)
+        if arm64_missing:
+            log.warning(
+                "arm64 UEFI and UEFI HTTP Boot machines of these loaders will not be served: %s missing in %s; run %s",
+                ", ".join(sorted(arm64_missing)),
+                paths.tftproot,
+                install_advice(sorted(arm64_missing), "`pypxe-homelab bootfiles install`"),
+            )
         if missing:
             command = f"`sudo pypxe-homelab{_config_flag(self.config_path)} bootfiles install`"
             raise UserError(

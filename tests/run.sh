@@ -28,7 +28,14 @@ packages=(
   libarchive13                                      # libarchive-c writes the iSCSI initramfs archive
   kmod                                              # depmod: module indexes of the served Pi initramfs and the fixture
   qemu-system-arm                                   # the Pi's diskless arm64 boot (QEMU virt)
+  shim-signed grub-efi-amd64-signed                 # the Secure Boot chain served (Microsoft-signed shim, signed GRUB)
+  qemu-efi-aarch64                                  # the arm64 UEFI boot (AAVMF)
 )
+# the arm64 boot test downloads Debian's arm64 kernel, busybox, shim and GRUB with `apt-get download`
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@ style is one answer variant (if the wire needs a new shape) plus one rule here; 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,12 @@ from typing import Protocol
 from pypxe_homelab.assets.bootloaders import is_ipxe_loader
 from pypxe_homelab.boot.autoinstall import SEED_FILES, detect_host_network
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
+from pypxe_homelab.boot.grub_config import (
+    grub_config_request,
+    http_alias_request,
+    render_grub_config,
+    render_grub_entry,
+)
 from pypxe_homelab.boot.ipxe_script import SCRIPT_NAME, render_ipxe_script, script_url
 from pypxe_homelab.boot.loader_config import render_loader_config
 from pypxe_homelab.boot.pi_boot import pi_file
@@ -31,7 +38,7 @@ from pypxe_homelab.identity import (
     mac_of_device_id,
     split_node_path,
 )
-from pypxe_homelab.protocol.client_class import ClientClass
+from pypxe_homelab.protocol.client_class import HTTP_VENDOR_CLASS, ClientClass
 from pypxe_homelab.protocol.dhcp_codec import DhcpReply, DhcpRequest
 from pypxe_homelab.protocol.proxydhcp import (
     BinlOffer,
@@ -51,6 +58,9 @@ from pypxe_homelab.protocol.proxydhcp import (
     reply_for,
 )
 from pypxe_homelab.rootfiles import static_file
+
+HTTP_BOOTFILES = "bootfiles"  # /bootfiles/<path>: a loader of tftproot, for UEFI HTTP Boot
+HTTP_IPXE_WINDOW = 300.0  # seconds an HTTP-booted iPXE is expected to ask for its script
 
 # What a served file is, for the timeline and the install lifecycle.
 KERNEL_NAMES = ("linux", "vmlinuz", "kernel", "bzimage")
@@ -139,6 +149,7 @@ class DhcpVerdict:
     answer: DhcpAnswer
     device_id: str
     known: bool
+    delay: float = 0.0  # seconds to hold the reply back (a firmware quirk setting, offers only)
 
 
 class Booter(Protocol):
@@ -204,6 +215,11 @@ class Decision:
     def boot_file(self) -> str | None:
         return answer_file(self.verdict.answer)
 
+    @property
+    def delay(self) -> float:
+        """Seconds to wait before sending the reply (``dhcp_reply_delay``)."""
+        return self.verdict.delay if self.reply is not None else 0.0
+
     def silenced(self, reason: str) -> Decision:
         """This decision, but staying silent for ``reason``."""
         return replace(self, verdict=replace(self.verdict, answer=Ignore(reason)), reply=None, reason=reason)
@@ -236,6 +252,8 @@ class InventoryBooter:
 
     def __init__(self, environment: Callable[[], BootEnvironment]) -> None:
         self._env = environment
+        # MAC → when it was sent an iPXE binary through UEFI HTTP Boot: that iPXE then gets its script
+        self._http_ipxe: dict[str, float] = {}
 
     # -- DHCP -------------------------------------------------------------------------------------------
 
@@ -249,16 +267,21 @@ class InventoryBooter:
         device_id = node.device_id if node else ask.device_ids[0]
 
         def verdict(answer: DhcpAnswer) -> DhcpVerdict:
-            return DhcpVerdict(answer, device_id, node is not None)
+            delay = inventory.reply_delay(node) if ask.stage == "discover" else 0.0
+            return DhcpVerdict(answer, device_id, node is not None, delay)
 
         if node is None and inventory.server.unknown == "ignore":
             return verdict(Ignore("unknown device (server.unknown is 'ignore')"))
-        script = self._ipxe_script(ask, inventory, server, env.http_port, device_id)
+        if ask.client.http:
+            return verdict(self._http_boot(ask, inventory, server, env.http_port, node))
+        if ask.client.uefi and not ask.client.ipxe and _uefi_mode(inventory, node) == "http":
+            return verdict(Ignore("uefi_mode http: this machine boots through UEFI HTTP Boot, not PXE"))
+        script = self._ipxe_script(ask, inventory, server, env.http_port, device_id, node)
         if script is not None:
             return verdict(script)
         if ask.stage == "discover":
             return verdict(self._offer(ask, inventory, node))
-        loader, why = _loader(inventory, ask.firmware)
+        loader, why = _loader(inventory, ask.firmware, node)
         if loader is None:
             return verdict(Ignore(why if ask.stage == "boot-server" else f"arch {ask.client.arch}: {why}"))
         return verdict(BootFile(loader))
@@ -266,27 +289,73 @@ class InventoryBooter:
     def _offer(self, ask: PxeAsk, inventory: Inventory, node: Node | None) -> DhcpAnswer:
         client = ask.client
         if client.firmware == "bios":
-            bios_loader, why = _loader(inventory, "bios")
+            bios_loader, why = _loader(inventory, "bios", node)
             if bios_loader is None and not client.pi:
                 return Ignore(why)
             return Menu(bios_server=bios_loader is not None, boot_file=None if client.pi else bios_loader)
-        loader, why = _loader(inventory, client.firmware)
+        loader, why = _loader(inventory, client.firmware, node)
         if loader is None:
             return Ignore(f"arch {client.arch}: {why}")
         if _uefi_mode(inventory, node) == "direct":
             return DirectOffer(loader)
         return BinlOffer(loader)
 
-    @staticmethod
+    def _http_boot(
+        self, ask: PxeAsk, inventory: Inventory, server: ServerView, http_port: int, node: Node | None
+    ) -> DhcpAnswer:
+        """UEFI HTTP Boot (vendor class HTTPClient): an absolute URL to the class's HTTP Boot loader.
+
+        The loader is iPXE, which then asks for the machine's own script (boot, install, local disk or the
+        unknown-machine screen), so an unknown machine is never installed. A Secure Boot machine is only sent
+        a signed iPXE chain (Debian's signed GRUB has no HTTP client).
+        """
+        if ask.stage != "discover":
+            return Ignore("UEFI HTTP Boot asks on port 67 only")
+        firmware = ask.firmware
+        if firmware is None:
+            return Ignore(f"arch {ask.client.arch}: client architecture is not served")
+        if inventory.secure_boot(node):
+            loader = inventory.server.secure_boot_loaders.get(firmware, "")
+            if not is_ipxe_loader(loader):
+                return Ignore(
+                    f"HTTP Boot with Secure Boot needs iPXE's signed chain in server.secure_boot_loaders.{firmware}"
+                )
+        else:
+            loader = inventory.server.http_boot_loaders.get(firmware, "")
+        if not loader:
+            return Ignore(f"no HTTP Boot loader configured for {firmware} (server.http_boot_loaders)")
+        url = f"http://{server.address}:{http_port}/{HTTP_BOOTFILES}/{loader}"
+        if problem := file_field_problem(url):
+            return Ignore(problem)
+        if is_ipxe_loader(loader):
+            self._http_ipxe[ask.mac] = time.monotonic()
+        return UrlOffer(url, HTTP_VENDOR_CLASS)
+
+    def _http_booted_ipxe(self, mac: str) -> bool:
+        """Whether this MAC got an iPXE binary through HTTP Boot in the last few minutes."""
+        sent = self._http_ipxe.get(mac)
+        if sent is None:
+            return False
+        if time.monotonic() - sent > HTTP_IPXE_WINDOW:
+            del self._http_ipxe[mac]
+            return False
+        return True
+
     def _ipxe_script(
-        ask: PxeAsk, inventory: Inventory, server: ServerView, http_port: int, device_id: str
+        self,
+        ask: PxeAsk,
+        inventory: Inventory,
+        server: ServerView,
+        http_port: int,
+        device_id: str,
+        node: Node | None,
     ) -> DhcpAnswer | None:
         """iPXE asking for a firmware class whose loader is iPXE: its script URL (no chain-load loop)."""
         client = ask.client
         firmware = ask.firmware
         if not client.ipxe or client.pi or firmware is None:
             return None
-        if not is_ipxe_loader(inventory.server.loaders.get(firmware, "")):
+        if not is_ipxe_loader(inventory.loader(firmware, node)) and not self._http_booted_ipxe(ask.mac):
             return None
         url = script_url(server.address, http_port, device_id)
         if file_field_problem(url):
@@ -333,14 +402,53 @@ class InventoryBooter:
         )
         if pi is not None:
             return FileAnswer(data=pi.data, path=pi.path, what=pi.what, device_id=pi.device_id)
+        grub = self._grub_file(path, client_ip, env)
+        if grub is not None:
+            return grub
         found = static_file(env.inventory.paths.tftproot, path)
         return FileAnswer(path=found, what=file_kind(path, "loader")) if found is not None else None
+
+    @staticmethod
+    def _grub_file(path: str, client_ip: str, env: BootEnvironment) -> FileAnswer | None:
+        """Signed GRUB's files (Secure Boot chain): its config, the machine's config by MAC, and kernels and
+        initrds over TFTP (``grub/http/<path>`` is what ``GET /<path>`` serves; GRUB has no HTTP)."""
+        request = grub_config_request(path)
+        if request == "entry":
+            return FileAnswer(data=render_grub_entry().encode(), what="config")
+        if request is not None:
+            choice = boot_choice(env.inventory, request, env.store.node_state(request).state)
+            text = render_grub_config(
+                choice, base_url=env.base_url_for(client_ip), inventory=env.inventory, client_ip=client_ip
+            )
+            return FileAnswer(
+                data=text.encode(), what="config", device_id=request, mac=mac_of_device_id(request)
+            )
+        alias = http_alias_request(path)
+        if alias is None:
+            return None
+        scoped = split_node_path(alias)
+        found = None
+        if scoped is not None and env.inventory.node(scoped[0]) is not None:
+            found = node_file(env.inventory, scoped[0], scoped[1])
+        found = found or static_file(env.inventory.paths.httproot, alias)
+        return FileAnswer(path=found, what=file_kind(alias)) if found is not None else None
 
     # -- HTTP -------------------------------------------------------------------------------------------
 
     def http(self, ask: HttpAsk) -> FileAnswer | HttpRefusal:
         env = self._env()
         inventory = env.inventory
+        if ask.path.startswith(HTTP_BOOTFILES + "/"):  # UEFI HTTP Boot: loaders from tftproot
+            rel = ask.path.removeprefix(HTTP_BOOTFILES + "/")
+            mac = env.store.mac_for_ip(ask.client_ip) if ask.client_ip else None
+            who = device_id_of_mac(mac) if mac else None
+            try:
+                found = static_file(inventory.paths.tftproot, rel)
+            except ValueError:
+                found = None
+            if found is None:
+                return HttpRefusal(404, f"not found: /{ask.path}", who, mac)
+            return FileAnswer(path=found, what="loader", device_id=who, mac=mac)
         scoped = split_node_path(ask.path)
         if scoped is not None:
             device_id, rest = scoped
@@ -417,6 +525,22 @@ class InventoryBooter:
         return (device_id_of_mac(mac), mac) if mac else (None, None)
 
 
+def loaders_in_use(inventory: Inventory, *, optional: bool = True) -> dict[str, str]:
+    """Every boot file the inventory can offer: ``server.loaders`` and, when a machine (or the default)
+    enforces Secure Boot, ``server.secure_boot_loaders`` (keys ``<class>``, ``secure_boot/<class>``,
+    ``http_boot/<class>``).
+
+    ``optional=False`` leaves out what the server can start without (the arm64 class and the UEFI HTTP Boot
+    loaders): machines of those kinds are then not served, and the server says so at start.
+    """
+    found = dict(inventory.server.loaders)
+    if inventory.defaults.secure_boot or any(n.secure_boot for n in inventory.nodes.values()):
+        found.update({f"secure_boot/{k}": v for k, v in inventory.server.secure_boot_loaders.items()})
+    if optional:
+        return {**found, **{f"http_boot/{k}": v for k, v in inventory.server.http_boot_loaders.items()}}
+    return {k: v for k, v in found.items() if k.rsplit("/", 1)[-1] != "arm64"}
+
+
 def file_kind(path: str, default: str = "file") -> str:
     """What a served path fetches, for the timeline: iso, initrd, kernel, or ``default``."""
     name = path.rsplit("/", 1)[-1].lower()
@@ -429,12 +553,14 @@ def file_kind(path: str, default: str = "file") -> str:
     return default
 
 
-def _loader(inventory: Inventory, firmware: str | None) -> tuple[str | None, str]:
-    """The boot file for a firmware class, or None and why not."""
+def _loader(inventory: Inventory, firmware: str | None, node: Node | None) -> tuple[str | None, str]:
+    """The boot file for a firmware class (the signed one for a Secure Boot machine), or None and why not."""
     if firmware is None:
         return None, "client architecture is not served"
-    loader = inventory.server.loaders.get(firmware, "")
+    loader = inventory.loader(firmware, node)
     if not loader:
+        if firmware != "bios" and inventory.secure_boot(node):
+            return None, f"no signed boot loader configured for {firmware} (server.secure_boot_loaders)"
         return None, f"no boot loader configured for {firmware}"
     if problem := file_field_problem(loader):
         return None, f"boot loader name for {firmware}: {problem}"

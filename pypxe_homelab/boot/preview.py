@@ -25,7 +25,7 @@ from pypxe_homelab.boot.pi_boot import SERVED_INITRAMFS
 from pypxe_homelab.boot.pi_node import BOOT_TREES
 from pypxe_homelab.boot.policy import BootChoice
 from pypxe_homelab.config.model import Inventory
-from pypxe_homelab.identity import mac_of_device_id
+from pypxe_homelab.identity import mac_of_device_id, pi_machine_id
 from pypxe_homelab.protocol import dhcp_codec
 from pypxe_homelab.protocol.client_class import ARCH_FIRMWARE
 from pypxe_homelab.protocol.dhcp_codec import DhcpRequest
@@ -172,7 +172,7 @@ def pi_dhcp_answer(booter: Booter, serial: str, server: ServerView) -> list[Dhcp
     """The offer a Pi 4/5 bootloader gets (arch 0, its serial in option 97)."""
     request = dataclasses.replace(
         _request(PI_PREVIEW_MAC, 0, "PXEClient:Arch:00000:UNDI:002001", dhcp_codec.DISCOVER, None),
-        machine_id=b"\0" + b"RPi4" + bytes(8) + int(serial, 16).to_bytes(4, "little"),
+        machine_id=pi_machine_id(serial),
     )
     return [DhcpAnswer("Raspberry Pi", 67, _describe(dhcp_decision(booter, request, 67, server)))]
 

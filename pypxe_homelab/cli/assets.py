@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pypxe_homelab.assets import bootloaders, images, pi_images
+from pypxe_homelab.boot.booter import loaders_in_use
 from pypxe_homelab.config.model import Inventory
 
 
@@ -32,16 +33,35 @@ def bootfiles() -> None:
     help="packages: pxelinux/syslinux-efi/syslinux-common; upstream: the pinned SYSLINUX tarball; "
     "auto: packages when installed.",
 )
+@click.option(
+    "--arm64",
+    is_flag=True,
+    help="Also install the arm64 Secure Boot chain (shimaa64.efi, grubaa64.efi) from the :arm64 packages "
+    "(apt-get download; needs `dpkg --add-architecture arm64`).",
+)
+@click.option(
+    "--ipxe-secure-boot",
+    is_flag=True,
+    help="Also fetch iPXE's signed shim and iPXE (pinned release in bootfiles/manifest.yaml) into ipxe-sb/.",
+)
 @click.pass_obj
-def bootfiles_install(obj, source: str) -> None:
+def bootfiles_install(obj, source: str, arm64: bool, ipxe_secure_boot: bool) -> None:
     """Copy the boot loaders into the TFTP root."""
     inventory = _inventory(obj)
+    root, cache = inventory.paths.tftproot, inventory.paths.cache
     report = bootloaders.install_bootloaders(
-        inventory.paths.tftproot,
+        root,
         source=source,  # type: ignore[arg-type]  # click.Choice limits it to the Literal's values
-        cache=inventory.paths.cache,
+        cache=cache,
     )
-    click.echo(f"{report.summary()} into {inventory.paths.tftproot}")
+    click.echo(f"{report.summary()} into {root}")
+    in_use = loaders_in_use(inventory).values()
+    if arm64:
+        files = bootloaders.install_arm64_signed(root, cache)
+        click.echo(f"installed the arm64 Secure Boot chain ({', '.join(p.name for p in files)}) into {root}")
+    if ipxe_secure_boot or any(loader.startswith("ipxe-sb/") for loader in in_use):
+        files = bootloaders.install_ipxe_secure_boot(root, cache)
+        click.echo(f"installed iPXE's signed shim and iPXE ({len(files)} files) into {root / 'ipxe-sb'}")
 
 
 @bootfiles.command("status")
@@ -50,12 +70,12 @@ def bootfiles_status(obj) -> None:
     """Show which boot files the configured loaders need and whether they are in place."""
     inventory = _inventory(obj)
     root = inventory.paths.tftproot
-    needed = bootloaders.required_files(inventory.server.loaders)
+    needed = bootloaders.required_files(loaders_in_use(inventory))
     for rel in needed:
         path = root / rel
         state = f"{path.stat().st_size} bytes" if path.is_file() else "MISSING"
         click.echo(f"{rel:24} {state}")
-    missing = bootloaders.missing_bootloaders(root, inventory.server.loaders)
+    missing = bootloaders.missing_bootloaders(root, loaders_in_use(inventory))
     packages = "installed" if bootloaders.packages_available() else "not installed"
     click.echo(f"packages {', '.join(bootloaders.PACKAGES)}: {packages}")
     ipxe = "installed" if any(p.is_file() for p in bootloaders.IPXE_FILES.values()) else "not installed"

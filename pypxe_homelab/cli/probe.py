@@ -65,13 +65,21 @@ def devices_table(devices: list[dict[str, Any]]) -> RenderableType:
     if not devices:
         table.caption = "nothing yet: network-boot a machine (Ctrl-C to stop)"
         return table
+    parts: list[RenderableType] = [table]
+    why = [d for d in devices if d.get("diagnosis")]
+    if why:
+        stopped = Text("\nWhy they stopped:\n", style="bold")
+        for d in why:
+            stopped.append(f"  {d['device_id']}: {d['diagnosis']['reason']}\n", style="red")
+            stopped.append(f"    fix: {d['diagnosis']['fix']}\n", style="yellow")
+        parts.append(stopped)
     commands = Text("\nTo register:\n", style="bold")
     for d in devices:
         commands.append(f"  {d['suggested']}\n")
     notes = dict.fromkeys(d["address_note"] for d in devices if d.get("address_note"))
     for note in notes:
         commands.append(f"  {note}\n")
-    return Group(table, commands)
+    return Group(*parts, commands)
 
 
 @click.command()

@@ -87,7 +87,7 @@ MAX_UNREGISTERED_ROWS = 20  # after a boot storm thousands may be known; `probe`
 def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGISTERED_ROWS) -> Table:
     """Every registered node, then the ``max_unregistered`` most recently seen machines that are not."""
     table = Table(title="Nodes", expand=False, header_style="bold")
-    for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS"):
+    for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS", "Why it stopped"):
         table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
     registered = [n for n in nodes if n["state"] != "unregistered"]
     others = sorted(
@@ -106,6 +106,7 @@ def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGIS
             n.get("stage") or "",
             n.get("address") or n.get("ip") or "",
             n.get("os") or "",
+            Text((n.get("diagnosis") or {}).get("reason", ""), style="red"),
         )
     if not nodes:
         table.caption = "no node registered or seen yet"
@@ -137,6 +138,10 @@ def timeline_view(node: dict[str, Any], events: list[dict[str, Any]]) -> Rendera
             stamp, Text(e["summary"], style=style), f"×{e['repeat']}" if e.get("repeat", 1) > 1 else ""
         )
     parts: list[RenderableType] = [head, table]
+    diagnosis = node.get("diagnosis")
+    if diagnosis:
+        parts.append(Text(f"why it stopped: {diagnosis['reason']}", style="bold red"))
+        parts.append(Text(f"fix: {diagnosis['fix']}", style="yellow"))
     if node.get("suggested"):
         parts.append(Text(f"register it with: {node['suggested']}", style="yellow"))
     return Group(*parts)

@@ -25,7 +25,9 @@ from ruamel.yaml.nodes import Node as YamlNode
 from pypxe_homelab.config import hostnet, ssh_keys
 from pypxe_homelab.config import values as V
 from pypxe_homelab.config.model import (
+    DEFAULT_HTTP_BOOT_LOADERS,
     DEFAULT_LOADERS,
+    DEFAULT_SECURE_BOOT_LOADERS,
     BootSpec,
     Defaults,
     Inventory,
@@ -37,7 +39,7 @@ from pypxe_homelab.errors import ConfigError
 from pypxe_homelab.identity import normalise_device_id
 
 UNKNOWN_POLICIES = ("menu", "ignore")
-UEFI_MODES = ("binl", "direct")
+UEFI_MODES = ("binl", "direct", "http")
 INSTALL_POLICIES = ("once", "always", "never")
 MAX_MENU_TIMEOUT = 3600
 EMBEDDED_NAME = "<embedded default>"
@@ -256,6 +258,28 @@ def _loaders(at: _At) -> dict[str, str]:
     return {**DEFAULT_LOADERS, **given}
 
 
+def _secure_boot_loaders(at: _At) -> dict[str, str]:
+    fields = {name: lambda a: _loader_path(a.value) for name in DEFAULT_SECURE_BOOT_LOADERS}
+    return {**DEFAULT_SECURE_BOOT_LOADERS, **_section(at, fields)[0]}
+
+
+def _seconds(low: float, high: float) -> Parser:
+    def parse(at: _At) -> float:
+        value = at.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise V.Invalid(
+                f"{V.shown(value)} is not a number of seconds", f"use a number from {low:g} to {high:g}"
+            )
+        return float(value)
+
+    return parse
+
+
+def _http_boot_loaders(at: _At) -> dict[str, str]:
+    fields = {name: lambda a: _loader_path(a.value) for name in DEFAULT_HTTP_BOOT_LOADERS}
+    return {**DEFAULT_HTTP_BOOT_LOADERS, **_section(at, fields)[0]}
+
+
 def _root(at: _At) -> Path:
     return _local_path(at)
 
@@ -292,6 +316,9 @@ SERVER_FIELDS: dict[str, Parser] = {
     "http_listen": lambda at: _each(
         at, lambda v: V.ipv4(v, "0.0.0.0"), comma=True, what="a list of IPv4 addresses"
     ),
+    "secure_boot_loaders": _secure_boot_loaders,
+    "http_boot_loaders": _http_boot_loaders,
+    "diagnose_after": _seconds(5, 3600),
 }
 PATHS_FIELDS: dict[str, Parser] = {"root": _root}
 DEFAULTS_FIELDS: dict[str, Parser] = {
@@ -307,6 +334,8 @@ DEFAULTS_FIELDS: dict[str, Parser] = {
     "autoinstall": _mapping,
     "cmdline": _text,
     "uefi_mode": _choice(UEFI_MODES),
+    "secure_boot": _bool,
+    "dhcp_reply_delay": _seconds(0, 10),
 }
 NODE_FIELDS: dict[str, Parser] = {
     "address": lambda at: V.host_cidr(at.value),
@@ -320,6 +349,8 @@ NODE_FIELDS: dict[str, Parser] = {
     "ssh_authorized_keys": _ssh_keys,
     "autoinstall": _mapping,
     "cmdline": _text,
+    "secure_boot": _bool,
+    "dhcp_reply_delay": _seconds(0, 10),
     "boot": _boot,
 }
 

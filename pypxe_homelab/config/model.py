@@ -26,8 +26,18 @@ DEFAULT_LOADERS: dict[str, str] = {
     "arm64": "",
 }
 
+# Boot file per UEFI firmware class for machines whose firmware enforces Secure Boot: a signed shim that
+# loads the signed GRUB next to it (grubx64.efi / grubaa64.efi), so nothing unsigned is ever offered.
+DEFAULT_SECURE_BOOT_LOADERS: dict[str, str] = {
+    "efi64": "shimx64.efi",
+    "arm64": "shimaa64.efi",
+}
+
+# UEFI HTTP Boot: iPXE (SNP build) fetched over HTTP, which then asks for the machine's iPXE script.
+DEFAULT_HTTP_BOOT_LOADERS: dict[str, str] = {"efi64": "snponly.efi", "efi32": "", "arm64": ""}
+
 UnknownPolicy = Literal["menu", "ignore"]
-UefiMode = Literal["binl", "direct"]
+UefiMode = Literal["binl", "direct", "http"]
 InstallPolicy = Literal["once", "always", "never"]
 
 
@@ -52,7 +62,7 @@ class ServerSettings:
     proxy_dhcp: bool = True
     unknown: UnknownPolicy = "menu"
     uefi_mode: UefiMode = "binl"
-    pxe_vendor_classes: tuple[str, ...] = ("PXEClient",)
+    pxe_vendor_classes: tuple[str, ...] = ("PXEClient", "HTTPClient")
     menu_timeout: int = 10  # seconds the unknown-machine screen shows before booting from disk
     # Boot file per firmware class, relative to tftproot; "" means that class is not served.
     loaders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LOADERS))
@@ -60,6 +70,12 @@ class ServerSettings:
     user: str = DEFAULT_SERVICE_USER
     # More addresses HTTP listens on besides the served interfaces and loopback (0.0.0.0: every address).
     http_listen: tuple[ipaddress.IPv4Address, ...] = ()
+    # Signed boot file per UEFI class for Secure Boot machines; "" means such machines are not served.
+    secure_boot_loaders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SECURE_BOOT_LOADERS))
+    # Boot file per UEFI class for UEFI HTTP Boot (vendor class HTTPClient), relative to tftproot and sent
+    # as http://<server>:<http_port>/bootfiles/<path>; "" means HTTP Boot of that class is not answered.
+    http_boot_loaders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HTTP_BOOT_LOADERS))
+    diagnose_after: float = 30.0  # seconds a boot attempt must be quiet before the server says why it stopped
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,8 @@ class Defaults:
     autoinstall: Mapping[str, Any] = field(default_factory=dict)
     cmdline: str = ""  # extra kernel arguments for every node
     uefi_mode: UefiMode | None = None
+    secure_boot: bool = False  # the machines' firmware enforces Secure Boot: serve only signed loaders
+    dhcp_reply_delay: float = 0.0  # seconds to wait before answering a DISCOVER (firmware quirk)
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,8 @@ class Node:
     ssh_authorized_keys: tuple[str, ...] = ()
     autoinstall: Mapping[str, Any] = field(default_factory=dict)
     cmdline: str = ""
+    secure_boot: bool | None = None  # None: defaults.secure_boot
+    dhcp_reply_delay: float | None = None  # None: defaults.dhcp_reply_delay
     line: int | None = None  # line of the node's key in config.yaml, for messages
 
     @property
@@ -149,6 +169,28 @@ class Inventory:
     def node_for_mac(self, mac: str | None) -> Node | None:
         return self.nodes.get(device_id_of_mac(mac)) if mac else None
 
+    def secure_boot(self, node: Node | None) -> bool:
+        """Whether the machine (None: an unknown one) gets the signed chain: its own setting, else defaults."""
+        if node is not None and node.secure_boot is not None:
+            return node.secure_boot
+        return self.defaults.secure_boot
+
+    def reply_delay(self, node: Node | None) -> float:
+        """Seconds to hold back the answer to this machine's DISCOVER: its own setting, else defaults."""
+        if node is not None and node.dhcp_reply_delay is not None:
+            return node.dhcp_reply_delay
+        return self.defaults.dhcp_reply_delay
+
+    def loader(self, firmware: str, node: Node | None) -> str:
+        """The boot file a firmware class gets ("" when not served); Secure Boot machines get the signed one.
+
+        A Secure Boot machine is never offered an unsigned loader: a UEFI class without a signed loader is
+        not served, and BIOS has no Secure Boot.
+        """
+        if firmware != "bios" and self.secure_boot(node):
+            return self.server.secure_boot_loaders.get(firmware, "")
+        return self.server.loaders.get(firmware, "")
+
     def effective(self, node: Node) -> Node:
         """The node with every unset field filled from ``defaults`` (what it really gets)."""
         d = self.defaults
@@ -162,4 +204,6 @@ class Inventory:
             password=node.password if node.password is not None else d.password,
             ssh_authorized_keys=node.ssh_authorized_keys or d.ssh_authorized_keys,
             cmdline=" ".join(x for x in (d.cmdline, node.cmdline) if x),
+            secure_boot=self.secure_boot(node),
+            dhcp_reply_delay=self.reply_delay(node),
         )

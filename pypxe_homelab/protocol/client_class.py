@@ -16,6 +16,8 @@ ARCH_FIRMWARE: dict[int, str] = {
     9: "efi64",
     11: "arm64",
 }
+# The HTTP Boot architectures, mapped only for vendor class HTTPClient (a PXEClient claiming one is not served).
+HTTP_ARCH_FIRMWARE: dict[int, str] = {15: "efi32", 16: "efi64", 19: "arm64"}
 UEFI_FIRMWARE = frozenset({"efi32", "efi64", "arm64"})
 
 PXE_VENDOR_CLASS = "PXEClient"
@@ -60,7 +62,7 @@ def classify(request: DhcpRequest) -> ClientClass:
     http = (request.vendor_class or "").startswith(HTTP_VENDOR_CLASS)
     return ClientClass(
         arch=arch,
-        firmware=ARCH_FIRMWARE.get(arch) if arch is not None else None,
+        firmware=None if arch is None else (HTTP_ARCH_FIRMWARE if http else ARCH_FIRMWARE).get(arch),
         ipxe=is_ipxe(request),
         pi=pi,
         pi_model=guid[0] if pi and guid else None,

@@ -150,15 +150,22 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            out, event = self.service.answer(data, addr, self.iface, self.port)
+            out, event, delay = self.service.answer_later(data, addr, self.iface, self.port)
             if out is not None and self.transport is not None:
-                self.transport.sendto(*out)
+                if delay > 0:  # a firmware quirk setting: answer after the router's offer
+                    asyncio.get_running_loop().call_later(delay, self._send, out)
+                else:
+                    self.transport.sendto(*out)
             if event is not None:
                 self.service.report(event)
         except Exception as exc:
             log.warning(
                 "dhcp: dropped a packet from %s:%s on %s/%s: %r", *addr, self.iface.name, self.port, exc
             )
+
+    def _send(self, out: tuple[bytes, tuple[str, int]]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(*out)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("dhcp: socket error on %s/%s: %s", self.iface.name, self.port, exc)
@@ -231,15 +238,22 @@ class ProxyDhcpService:
         self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
     ) -> tuple[tuple[bytes, tuple[str, int]] | None, Event | None]:
         """Parse, decide and build one datagram: ((reply bytes, destination) or None, the event to report)."""
+        out, event, _delay = self.answer_later(data, src, iface, port)
+        return out, event
+
+    def answer_later(
+        self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int
+    ) -> tuple[tuple[bytes, tuple[str, int]] | None, Event | None, float]:
+        """``answer``, plus the seconds the booter wants the reply held back (``dhcp_reply_delay``)."""
         request = self._parser.parse(data, self._prefixes())
         if request is None:
-            return None, None
+            return None, None, 0.0
         server = self._views.get(iface)
         if server is None:
             server = self._views[iface] = ServerView(address=iface.address, interface=iface.name)
         decision = dhcp_decision(self._booter, request, port, server)
         if decision is None:
-            return None, None
+            return None, None, 0.0
         if decision.reply is not None and request.giaddr != "0.0.0.0":
             problem = relay_problem(request.giaddr, iface.network)
             if (
@@ -262,7 +276,7 @@ class ProxyDhcpService:
             port,
             decision.reason,
         )
-        return out, event_for(decision, request, iface.name, src)
+        return out, event_for(decision, request, iface.name, src), decision.delay
 
     def report(self, event: Event) -> None:
         """Hand ``event`` to the sink (after the reply went out); a failing sink is logged, never raised."""

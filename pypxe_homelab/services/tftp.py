@@ -604,7 +604,15 @@ class TftpService:
         transfer = running.transfer
         probe = transfer.awaiting_oack_ack
         self._close(running)
-        self._event("tftp.abort", running, reason=reason, code=code, probe=probe, bytes=transfer.bytes_sent)
+        self._event(
+            "tftp.abort",
+            running,
+            reason=reason,
+            code=code,
+            probe=probe,
+            bytes=transfer.bytes_sent,
+            block=max(transfer.acked + 1, 0),  # the first block the client did not take
+        )
 
     def _close(self, running: _Running) -> None:
         transfer = running.transfer

@@ -115,6 +115,10 @@ def describe(event: Event) -> str:
         return f"iSCSI login to {d.get('target', '?')} as {d.get('initiator', '?')}"
     if k is Kind.ISCSI_LOGOUT:
         return f"iSCSI logout from {d.get('target', '?')}"
+    if k is Kind.BOOT_DIAGNOSIS:
+        return f"why it stopped: {d.get('reason', '?')}; fix: {d.get('fix', '?')}"
+    if k is Kind.DHCP_RIVAL:
+        return f"another PXE server answered: {d.get('server', '?')} ({d.get('kind', '?')}, file {d.get('file') or '-'})"
     if k is Kind.NODE_REINSTALL:
         return f"re-armed for install, generation {d.get('generation')}"
     return k.value

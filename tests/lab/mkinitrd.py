@@ -154,6 +154,7 @@ def build_initrd(
     *,
     extra_files: Mapping[str, bytes | InitrdFile] | None = None,
     busybox: Path = BUSYBOX,
+    applets: Iterable[str] | None = None,
 ) -> bytes:
     """A gzip'd newc initrd: static busybox (+ applet links in /bin), /init = *init*, plus *extra_files*.
 
@@ -165,7 +166,7 @@ def build_initrd(
     cpio.char_device("dev/console", 5, 1)
     cpio.char_device("dev/null", 1, 3)
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    for applet in busybox_applets(busybox):
+    for applet in applets if applets is not None else busybox_applets(busybox):
         if applet != "busybox":
             cpio.symlink(f"bin/{applet}", "busybox")
     cpio.file("init", init.encode(), 0o755)
@@ -253,3 +254,31 @@ def build_net_initrd(script: str, kernel: Kernel, *, modules: Iterable[str] = NE
     files: dict[str, bytes | InitrdFile] = dict(network_modules(kernel, modules))
     files["/usr/share/udhcpc/default.script"] = InitrdFile(UDHCPC_SCRIPT.encode(), 0o755)
     return build_initrd(NET_PRELUDE + script + NET_EPILOGUE, extra_files=files)
+
+
+SECURE_BOOT_MARKER = "PXH-SECUREBOOT:"
+# The SecureBoot variable: 4 attribute bytes, then one byte (1 = enforced).
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+SECURE_BOOT_INIT = f"""#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+for m in $(cat {MODULE_LOAD_ORDER}); do insmod "$m" || echo "PXH-INSMOD-FAILED: $m"; done
+mount -t efivarfs efivarfs /sys/firmware/efi/efivars || echo "PXH-EFIVARFS-FAILED"
+mount -t securityfs securityfs /sys/kernel/security
+echo
+set -- $(od -An -tu1 {SECURE_BOOT_VAR})
+echo "PXH-SECUREBOOT-VAR: $*"
+echo "{SECURE_BOOT_MARKER} $5"
+echo "PXH-LOCKDOWN: $(cat /sys/kernel/security/lockdown 2>/dev/null || echo unknown)"
+echo "{USERSPACE_MARKER}"
+echo "{CMDLINE_MARKER} $(cat /proc/cmdline)"
+sleep 1
+poweroff -f
+while :; do sleep 3600; done
+"""
+
+
+def build_secure_boot_initrd(kernel: Kernel) -> bytes:
+    """An initrd that mounts efivarfs (its signed module from *kernel*) and prints the SecureBoot variable."""
+    return build_initrd(SECURE_BOOT_INIT, extra_files=dict(network_modules(kernel, ["efivarfs"])))

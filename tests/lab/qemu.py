@@ -3,6 +3,8 @@
 ``bios``: SeaBIOS + the e1000 NIC's iPXE option ROM (the PXE client is iPXE).
 ``uefi``: OVMF (q35, OVMF_CODE_4M.fd + a private copy of OVMF_VARS_4M.fd) with a
 virtio-net NIC without option ROM, so EDK2's own network stack does the PXE boot.
+``uefi-sb``: the same with Secure Boot enforced: OVMF_CODE_4M.ms.fd (SMM) + a private copy of
+OVMF_VARS_4M.ms.fd (Microsoft keys enrolled), q35 with SMM on and the flash locked to SMM.
 
 A :class:`VirtualMachine` is a disk-less machine with a fixed MAC, SMBIOS UUID,
 tap and (UEFI) NVRAM file; calling :meth:`VirtualMachine.boot` again boots the
@@ -25,8 +27,20 @@ from tests.lab.netns import TestLan, stop_process
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+OVMF_CODE_SB = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+OVMF_VARS_SB = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 IPXE_E1000_ROM = Path("/usr/lib/ipxe/qemu/efi-e1000.rom")
-FIRMWARES = ("bios", "uefi")
+FIRMWARES = ("bios", "uefi", "uefi-sb", "arm64")
+QEMU_ARM64 = "qemu-system-aarch64"
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+UEFI_FIRMWARES = ("uefi", "uefi-sb")
+# firmware → (code, vars template)
+OVMF_FILES = {
+    "uefi": (OVMF_CODE, OVMF_VARS),
+    "uefi-sb": (OVMF_CODE_SB, OVMF_VARS_SB),
+    "arm64": (AAVMF_CODE, AAVMF_VARS),
+}
 
 DEFAULT_EXPECT = r"PXH-USERSPACE-OK"
 DEFAULT_FAIL = (
@@ -57,6 +71,13 @@ STAGES: dict[str, list[tuple[str, str | None]]] = {
         ("userspace", DEFAULT_EXPECT),
     ],
 }
+STAGES["arm64"] = STAGES["uefi"]
+STAGES["uefi-sb"] = [
+    *STAGES["uefi"][:4],
+    ("nbp_running", r"NBP file downloaded successfully"),
+    ("grub", r"Welcome to GRUB|GNU GRUB|pypxe-homelab:"),
+    *STAGES["uefi"][5:],
+]
 
 _ANSI = re.compile(r"\x1b(\[[0-9;?=]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>78cM])")
 
@@ -78,8 +99,8 @@ def qemu_skip_reason(firmware: str = "bios") -> str | None:
         return f"{QEMU} not found: install qemu-system-x86"
     if firmware == "bios" and not IPXE_E1000_ROM.exists():
         return f"{IPXE_E1000_ROM} not found: install ipxe-qemu"
-    if firmware == "uefi" and not (OVMF_CODE.exists() and OVMF_VARS.exists()):
-        return f"{OVMF_CODE} not found: install ovmf"
+    if firmware in OVMF_FILES and not all(p.exists() for p in OVMF_FILES[firmware]):
+        return f"{OVMF_FILES[firmware][0]} not found: install ovmf"
     return None
 
 
@@ -152,16 +173,24 @@ class VirtualMachine:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.vars_path = self.workdir / f"{self.name}-OVMF_VARS.fd"
-        if firmware == "uefi":
-            shutil.copyfile(OVMF_VARS, self.vars_path)
+        if firmware in OVMF_FILES:
+            shutil.copyfile(OVMF_FILES[firmware][1], self.vars_path)
         self.boots = 0
 
     def command(self, serial_path: Path, direct: DirectBoot | None = None) -> list[str]:
         """The QEMU command line for one boot (network boot unless *direct* is given)."""
         nic = "e1000" if self.firmware == "bios" else "virtio-net-pci,romfile="
-        cmd = [QEMU, "-name", f"pxh-{self.name}"]
+        cmd = [QEMU_ARM64 if self.firmware == "arm64" else QEMU, "-name", f"pxh-{self.name}"]
+        if self.firmware == "arm64":
+            cmd += ["-machine", "virt", "-cpu", "max"]
         if self.firmware == "uefi":
             cmd += ["-machine", "q35"]
+        if self.firmware == "uefi-sb":
+            cmd += [
+                "-machine", "q35,smm=on",
+                "-global", "driver=cfi.pflash01,property=secure,value=on",
+                "-global", "ICH9-LPC.disable_s3=1",
+            ]  # fmt: skip
         cmd += [
             "-accel", "tcg",
             "-m", str(self.mem_mb), "-smp", "1",
@@ -173,9 +202,10 @@ class VirtualMachine:
             "-device", f"{nic},netdev=lan0,mac={self.mac},bootindex=1",
             "-boot", "order=n",
         ]  # fmt: skip
-        if self.firmware == "uefi":
+        if self.firmware in OVMF_FILES:
+            code = OVMF_FILES[self.firmware][0]
             cmd += [
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_path}",
             ]  # fmt: skip
         if direct is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,23 @@ class Router:
         return result
 
 
-def router_config(lan: TestLan, host: str, pool: tuple[int, int], lease_path: Path, log_path: Path) -> str:
-    """The dnsmasq configuration of the home router."""
+def next_server_lines(mac: str, server_ip: str, tag: str = "namesus") -> list[str]:
+    """Router settings that name *server_ip* as next-server (siaddr) for the machine *mac* only.
+
+    This is the one setting most home routers offer ("next-server" / "boot server"); no file name is sent.
+    """
+    return [f"dhcp-host={mac.lower()},set:{tag}", f"dhcp-boot=tag:{tag},,,{server_ip}"]
+
+
+def router_config(
+    lan: TestLan,
+    host: str,
+    pool: tuple[int, int],
+    lease_path: Path,
+    log_path: Path,
+    extra: Sequence[str] = (),
+) -> str:
+    """The dnsmasq configuration of the home router (*extra*: more dnsmasq lines)."""
     ip = lan.ip(host)
     return "\n".join(
         [
@@ -71,15 +87,24 @@ def router_config(lan: TestLan, host: str, pool: tuple[int, int], lease_path: Pa
             f"log-facility={log_path}",
             "user=root",
             "group=root",
+            *extra,
             "",
         ]
     )
 
 
 def start_router(
-    lan: TestLan, workdir: Path, host: str = "router", *, pool: tuple[int, int] = (100, 199)
+    lan: TestLan,
+    workdir: Path,
+    host: str = "router",
+    *,
+    pool: tuple[int, int] = (100, 199),
+    extra: Sequence[str] = (),
 ) -> Router:
-    """Start the router's DHCP server in *host* (added to the LAN if missing); files go to *workdir*."""
+    """Start the router's DHCP server in *host* (added to the LAN if missing); files go to *workdir*.
+
+    *extra* lines are appended to its dnsmasq configuration (e.g. :func:`next_server_lines`).
+    """
     if host not in lan.hosts:
         lan.add_host(host)
     workdir = Path(workdir)
@@ -88,7 +113,7 @@ def start_router(
     log = workdir / "router-dnsmasq.log"
     leases = workdir / "router.leases"
     leases.write_text("")
-    conf.write_text(router_config(lan, host, pool, leases, log))
+    conf.write_text(router_config(lan, host, pool, leases, log, extra))
     stderr = (workdir / "router-dnsmasq.stderr").open("wb")
     proc = lan.popen(
         host,

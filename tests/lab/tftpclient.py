@@ -122,10 +122,12 @@ class TftpTestClient:
         options: dict[str, str] | None = None,
         abort_after_oack: bool = False,
         drop: set[int] | None = None,
+        fail_at_block: int | None = None,
     ) -> TftpResult:
         """Download ``path``; with ``abort_after_oack`` stop after the OACK as EDK2's size probe does.
 
         ``drop``: absolute block numbers (1, 2, … across rollover) whose first arrival is discarded.
+        ``fail_at_block``: give up with an ERROR when that block arrives (a client that cannot take it).
         """
         opts: dict[str, str] = {}
         if tsize:
@@ -135,7 +137,14 @@ class TftpTestClient:
         if windowsize is not None:
             opts["windowsize"] = str(windowsize)
         opts.update(options or {})
-        return self._transfer(RRQ, path, opts, abort_after_oack=abort_after_oack, drop=drop or set())
+        return self._transfer(
+            RRQ,
+            path,
+            opts,
+            abort_after_oack=abort_after_oack,
+            drop=drop or set(),
+            fail_at_block=fail_at_block,
+        )
 
     def put(self, path: str, data: bytes = b"upload attempt\n") -> TftpResult:
         """Try to upload; a read-only server answers ERROR (2 or 4)."""
@@ -151,6 +160,7 @@ class TftpTestClient:
         abort_after_oack: bool = False,
         upload: bytes = b"",
         drop: set[int] | None = None,
+        fail_at_block: int | None = None,
     ) -> TftpResult:
         result = TftpResult(path=path, local_port=self.local_port)
         self._drain()
@@ -217,6 +227,10 @@ class TftpTestClient:
                 break
             if op == DATA and opcode == RRQ:
                 payload = datagram[4:]
+                if fail_at_block is not None and expected == fail_at_block and number == expected & 0xFFFF:
+                    self.sock.sendto(_error(0, "cannot take this block"), (host, tid))
+                    result.aborted = True
+                    break
                 if number == expected & 0xFFFF:
                     if expected in to_drop:
                         to_drop.discard(expected)

@@ -73,7 +73,8 @@ async function renderList() {
       el("td", {}, badge(n.state)),
       el("td", { class: "wide" }, progressBar(n)),
       el("td", {}, ago(n.last_seen)),
-      el("td", { class: "opt" }, n.stage || ""),
+      el("td", { class: "opt" }, n.stage || "",
+         n.diagnosis ? el("span", { class: "sub fail", title: n.diagnosis.fix }, n.diagnosis.reason) : null),
       el("td", { class: "opt" }, n.address || n.ip || ""),
       el("td", { class: "opt" }, n.os || ""));
     row.addEventListener("click", (ev) => {
@@ -103,6 +104,10 @@ async function renderNode(id) {
   fact(facts, "Device id", node.device_id);
   fact(facts, "Install", node.registered ? `${node.install}, generation ${node.generation}` : null);
   if (node.state === "installing" && node.progress !== null) fact(facts, "Progress", `${node.progress.toFixed(0)}%`);
+  if (node.diagnosis) {
+    fact(facts, "Why it stopped", node.diagnosis.reason);
+    fact(facts, "Fix", node.diagnosis.fix);
+  }
   fact(facts, "Last event", node.last_event);
   fact(facts, "Last seen", node.last_seen ? `${ago(node.last_seen)} (${clock(node.last_seen)})` : "never");
   fact(facts, "Boot stage", dev.stage ? `${dev.stage} (boot ${dev.boots})` : null);
