@@ -28,7 +28,7 @@ def pi_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
     disk.write_bytes(b"used disk")
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"paths:\n  root: {root}\ndefaults:\n  os: pi\nnodes:\n  {SERIAL}:\n    address: 10.0.0.60/24\n"
+        f"paths:\n  root: {root}\ndefaults:\n  pi_os: pi\nnodes:\n  {SERIAL}:\n    address: 10.0.0.60/24\n"
     )
     return config, image, disk
 
