@@ -126,21 +126,24 @@ def _resolve(inventory: Inventory, path: Path) -> Path:
     return path
 
 
-def _network(eff: Node, host: HostNetwork) -> dict[str, Any]:
-    nic: dict[str, Any] = {}
-    if eff.mac:
-        nic["match"] = {"macaddress": eff.mac}
+def netplan_addressing(eff: Node, host: HostNetwork) -> dict[str, Any]:
+    """A netplan NIC's addressing for ``eff``: DHCP, or its static address with the default route and DNS
+    (the host's gateway and resolvers where the node names none)."""
     if eff.address is None:
-        nic["dhcp4"] = True
-    else:
-        nic["dhcp4"] = False
-        nic["addresses"] = [str(eff.address)]
-        gateway = eff.gateway or host.gateway
-        if gateway is not None:
-            nic["routes"] = [{"to": "default", "via": str(gateway)}]
-        dns = eff.dns or host.dns or ((gateway,) if gateway else ())
-        if dns:
-            nic["nameservers"] = {"addresses": [str(d) for d in dns]}
+        return {"dhcp4": True}
+    nic: dict[str, Any] = {"dhcp4": False, "addresses": [str(eff.address)]}
+    gateway = eff.gateway or host.gateway
+    if gateway is not None:
+        nic["routes"] = [{"to": "default", "via": str(gateway)}]
+    dns = eff.dns or host.dns or ((gateway,) if gateway else ())
+    if dns:
+        nic["nameservers"] = {"addresses": [str(d) for d in dns]}
+    return nic
+
+
+def _network(eff: Node, host: HostNetwork) -> dict[str, Any]:
+    nic: dict[str, Any] = {"match": {"macaddress": eff.mac}} if eff.mac else {}
+    nic.update(netplan_addressing(eff, host))
     return {"version": 2, "ethernets": {"nic0" if eff.mac else PI_INTERFACE: nic}}
 
 

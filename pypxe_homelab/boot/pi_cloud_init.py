@@ -20,6 +20,7 @@ from pypxe_homelab.boot.autoinstall import (
     HostNetwork,
     authorized_keys,
     detect_host_network,
+    netplan_addressing,
     password_hash,
     render_meta_data,
 )
@@ -89,18 +90,7 @@ def build_network_config(inventory: Inventory, node: Node, host: HostNetwork) ->
     """Netplan v2 for ``eth0``: the node's static address (or DHCP), marked ``critical`` so networkd never
     takes the address away from under the iSCSI root."""
     eff = inventory.effective(inventory.node(node.device_id) or node)
-    nic: dict[str, Any] = {"critical": True}
-    if eff.address is None:
-        nic["dhcp4"] = True
-    else:
-        nic["dhcp4"] = False
-        nic["addresses"] = [str(eff.address)]
-        gateway = eff.gateway or host.gateway
-        if gateway is not None:
-            nic["routes"] = [{"to": "default", "via": str(gateway)}]
-        dns = eff.dns or host.dns or ((gateway,) if gateway else ())
-        if dns:
-            nic["nameservers"] = {"addresses": [str(d) for d in dns]}
+    nic: dict[str, Any] = {"critical": True, **netplan_addressing(eff, host)}
     return {"version": 2, "ethernets": {PI_INTERFACE: nic}}
 
 
