@@ -209,7 +209,7 @@ def add_image(iso_path: Path, name: str, root: Path) -> ImageInfo:
     _unmark(folder)
     dest = folder / source.name
     if dest.resolve() != source:
-        _link_or_copy(source, dest)
+        link_or_copy(source, dest)
     for stale in folder.glob("*.iso"):
         if stale.name != dest.name:
             stale.unlink()
@@ -220,7 +220,8 @@ def _unmark(folder: Path) -> None:
     (folder / MARKER).unlink(missing_ok=True)
 
 
-def _link_or_copy(source: Path, dest: Path) -> None:
+def link_or_copy(source: Path, dest: Path) -> None:
+    """Put ``source`` at ``dest`` whole: a hard link where the filesystem allows, else a copy, renamed into place."""
     tmp = part_path(dest)
     tmp.unlink(missing_ok=True)
     try:

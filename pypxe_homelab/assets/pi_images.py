@@ -262,13 +262,7 @@ def add_pi_image(path: Path, name: str, root: Path) -> PiImageInfo:
         if source.name.lower().endswith(".xz"):
             decompress_xz(source, dest)
         elif dest.resolve() != source:
-            tmp = part_path(dest)
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
+            installer_images.link_or_copy(source, dest)
         info = _install(folder, name, dest, sha256_file(source), source=str(source))
     except (UserError, DiskImageError) as exc:
         if dest.resolve() != source:
