@@ -5,6 +5,9 @@ Layout under httproot (``root`` below)::
     images/<name>/<isofile>.iso      the ISO, as published (sha256 checked)
     images/<name>/casper/vmlinuz     kernel and initrd extracted from that same ISO
     images/<name>/casper/initrd
+    images/<name>/efi/shimx64.efi    Ubuntu's Secure Boot chain from the same ISO (``assets.ubuntu_chain``):
+    images/<name>/efi/grubx64.efi    its shim, its network GRUB, its MokManager; absent when the ISO
+    images/<name>/efi/mmx64.efi      carries no signed GRUB package
     images/<name>/image.json         written last: an image is ready only when it exists
 
 Nodes never see these paths: the HTTP layer maps ``/<device-id>/…`` to them (``boot.kernel_cmdline``).
@@ -26,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from pypxe_homelab.assets import iso as iso_files
+from pypxe_homelab.assets import ubuntu_chain
 from pypxe_homelab.assets.download import fetch, part_path, sha256_file
 from pypxe_homelab.errors import UserError
 
@@ -63,6 +67,8 @@ class ImageInfo:
     release: str | None
     label: str
     source: str  # the URL or local path it came from
+    # ubuntu_chain.UbuntuChain as a dict; {}: the ISO has none; None: prepared before chains were read
+    secure_boot: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,25 @@ def image_paths(root: Path, name: str) -> ImagePaths | None:
     )
 
 
+def image_chain(root: Path, name: str) -> dict[str, Path] | None:
+    """Ubuntu's Secure Boot chain of ready image ``name``: ``{"shimx64.efi": path, "grubx64.efi": path,
+    "mmx64.efi": path}`` (MokManager only when the ISO had it), or None when the image has none."""
+    if not NAME_PATTERN.match(name):
+        return None
+    info = read_image(root, name)
+    chain = info.secure_boot if info else None
+    if not chain or not chain.get("shim") or not chain.get("grub"):
+        return None
+    folder = root / IMAGES_DIR / name
+    files = {
+        ubuntu_chain.SHIM_NAME: folder / str(chain["shim"]),
+        ubuntu_chain.GRUB_NAME: folder / str(chain["grub"]),
+    }
+    if chain.get("mok_manager"):
+        files[ubuntu_chain.MOK_NAME] = folder / str(chain["mok_manager"])
+    return files if all(path.is_file() for path in files.values()) else None
+
+
 def image_release(root: Path, name: str) -> str | None:
     """Ubuntu release of image ``name``: from the catalogue, else from the ready image's ISO label."""
     entry = load_catalogue().get(name)
@@ -177,7 +202,7 @@ def fetch_image(name: str, root: Path, *, progress: bool = True) -> ImageInfo:
             "for a local ISO use `images add PATH --name NAME`"
         )
     ready = read_image(root, name)
-    if ready is not None and ready.sha256 == entry.sha256:
+    if ready is not None and ready.sha256 == entry.sha256 and ready.secure_boot is not None:
         return ready
     folder = image_dir(root, name)
     _unmark(folder)
@@ -234,6 +259,7 @@ def link_or_copy(source: Path, dest: Path) -> None:
 def _install(folder: Path, name: str, iso_path: Path, sha256: str, *, source: str) -> ImageInfo:
     kernel, initrd = iso_files.KERNEL, iso_files.INITRD
     iso_files.extract(iso_path, {kernel: folder / kernel, initrd: folder / initrd})
+    chain = ubuntu_chain.extract_chain(iso_path, folder)
     meta = iso_files.iso_info(iso_path)
     info = ImageInfo(
         name=name,
@@ -244,6 +270,7 @@ def _install(folder: Path, name: str, iso_path: Path, sha256: str, *, source: st
         release=meta.release,
         label=meta.label,
         source=source,
+        secure_boot=asdict(chain) if chain else {},
     )
     _write_atomic(folder / MARKER, json.dumps(asdict(info), indent=2) + "\n")
     return info

@@ -19,6 +19,8 @@ from pypxe_homelab.errors import UserError
 KERNEL = "casper/vmlinuz"
 INITRD = "casper/initrd"
 DISK_INFO = ".disk/info"
+SHIM = "EFI/boot/bootx64.efi"  # Ubuntu's Microsoft-signed shim (Canonical's key built in)
+MOK_MANAGER = "EFI/boot/mmx64.efi"
 
 _RELEASE = re.compile(r"\b(\d{2}\.\d{2}(?:\.\d+)?)\b")
 
@@ -63,6 +65,32 @@ def read_file(iso: pycdlib.PyCdlib, rel_path: str) -> bytes | None:
     except PyCdlibException:
         return None
     return buf.getvalue()
+
+
+def list_names(iso: pycdlib.PyCdlib, rel_dir: str) -> list[str]:
+    """The names of the files in directory ``rel_dir`` of the image (empty when it has no such directory)."""
+    path = "/" + rel_dir.strip("/")
+    if iso.has_rock_ridge():
+        kwargs = {"rr_path": path}
+    elif iso.has_joliet():
+        kwargs = {"joliet_path": path}
+    else:  # plain ISO 9660: a directory has no ';1' version suffix
+        kwargs = {"iso_path": path.upper()}
+    try:
+        children = list(iso.list_children(**kwargs))
+    except PyCdlibException:
+        return []
+    names = []
+    for child in children:
+        if child is None or child.is_dot() or child.is_dotdot() or child.is_dir():
+            continue
+        if "rr_path" in kwargs and child.rock_ridge is not None:
+            names.append(child.rock_ridge.name().decode("utf-8", "replace"))
+        elif "joliet_path" in kwargs:
+            names.append(child.file_identifier().decode("utf-16_be", "replace"))
+        else:
+            names.append(child.file_identifier().decode("ascii", "replace").split(";", 1)[0].lower())
+    return names
 
 
 def iso_info(path: Path) -> IsoInfo:

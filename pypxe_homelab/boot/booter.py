@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.assets.images import image_chain
 from pypxe_homelab.boot.autoinstall import SEED_FILES, detect_host_network
 from pypxe_homelab.boot.autoinstall_boot import boot_choice, cloud_init_file, node_file
 from pypxe_homelab.boot.grub_config import (
@@ -60,6 +61,9 @@ from pypxe_homelab.protocol.proxydhcp import (
 from pypxe_homelab.rootfiles import static_file
 
 HTTP_BOOTFILES = "bootfiles"  # /bootfiles/<path>: a loader of tftproot, for UEFI HTTP Boot
+UBUNTU_CHAIN = (
+    "ubuntu-sb"  # TFTP ubuntu-sb/<image>/{shimx64,grubx64,mmx64}.efi: the chain of a node's own ISO
+)
 HTTP_IPXE_WINDOW = 300.0  # seconds an HTTP-booted iPXE is expected to ask for its script
 
 # What a served file is, for the timeline and the install lifecycle.
@@ -405,6 +409,9 @@ class InventoryBooter:
         grub = self._grub_file(path, client_ip, env)
         if grub is not None:
             return grub
+        chain = _ubuntu_chain_file(inventory, path)
+        if chain is not None:
+            return FileAnswer(path=chain, what="loader")
         found = static_file(env.inventory.paths.tftproot, path)
         return FileAnswer(path=found, what=file_kind(path, "loader")) if found is not None else None
 
@@ -553,11 +560,35 @@ def file_kind(path: str, default: str = "file") -> str:
     return default
 
 
+def ubuntu_chain_loader(inventory: Inventory, firmware: str | None, node: Node | None) -> str | None:
+    """``ubuntu-sb/<image>/shimx64.efi`` for an x64 Secure Boot node that installs an Ubuntu image whose ISO
+    carried Ubuntu's own shim and signed GRUB; None for every other machine (they keep
+    ``server.secure_boot_loaders``: Debian's chain, which does not boot Canonical-signed kernels)."""
+    if firmware != "efi64" or node is None or node.is_pi or node.boot is not None:
+        return None
+    if not inventory.secure_boot(node):
+        return None
+    image = inventory.effective(node).os
+    if not image or image_chain(inventory.paths.httproot, image) is None:
+        return None
+    return f"{UBUNTU_CHAIN}/{image}/shimx64.efi"
+
+
+def _ubuntu_chain_file(inventory: Inventory, path: str) -> Path | None:
+    """The file of TFTP path ``ubuntu-sb/<image>/<name>``: that image's shim, GRUB or MokManager."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != UBUNTU_CHAIN:
+        return None
+    chain = image_chain(inventory.paths.httproot, parts[1])
+    return chain.get(parts[2]) if chain else None
+
+
 def _loader(inventory: Inventory, firmware: str | None, node: Node | None) -> tuple[str | None, str]:
-    """The boot file for a firmware class (the signed one for a Secure Boot machine), or None and why not."""
+    """The boot file for a firmware class (the signed one for a Secure Boot machine; an Ubuntu node's own
+    chain, see ``ubuntu_chain_loader``), or None and why not."""
     if firmware is None:
         return None, "client architecture is not served"
-    loader = inventory.loader(firmware, node)
+    loader = ubuntu_chain_loader(inventory, firmware, node) or inventory.loader(firmware, node)
     if not loader:
         if firmware != "bios" and inventory.secure_boot(node):
             return None, f"no signed boot loader configured for {firmware} (server.secure_boot_loaders)"
