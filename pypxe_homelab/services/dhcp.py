@@ -128,7 +128,7 @@ def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[s
             "port": decision.port,
             "vendor_class": request.vendor_class,
             "uuid": request.uuid,
-            "nic": ".".join(str(x) for x in request.nic) if request.nic else None,
+            "nic": ".".join(map(str, request.nic)) if request.nic else None,
             "ciaddr": request.ciaddr,
             "interface": iface,
             "known": decision.known,

@@ -106,10 +106,10 @@ def migrate(db: sqlite3.Connection, name: str) -> int:
 # can invent MACs, so the oldest are forgotten beyond MAX_UNREGISTERED and after UNREGISTERED_DAYS unseen.
 MAX_UNREGISTERED = 2000
 UNREGISTERED_DAYS = 14
-# The oldest are dropped in steps of this many (one statement each), and every FULL_SWEEP_EVERY new machines the
+# The oldest are dropped in steps of this many (one statement each), and once an hour (of event time) the
 # whole table is checked too (devices a reload unregistered, which the in-memory age order no longer tracks).
 FORGET_STEP = 50
-FULL_SWEEP_EVERY = 2000
+FULL_SWEEP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class StateStore:
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"
         self._inserts: dict[str, int] = {}  # events stored per device since start, for pruning
-        self._new_unregistered = 0
+        self._swept = 0.0  # event time of the last whole-table sweep
         self._closed = False
         # Memory copies (see the module docstring). Reads of these need no lock: one dict lookup.
         self._nodes: dict[str, NodeState] = {}
@@ -384,10 +384,9 @@ class StateStore:
         if not self._is_registered(device_id):
             self._by_age.pop(device_id, None)
             self._by_age[device_id] = device.last_seen
-            if previous is None:
-                self._new_unregistered += 1
-                if self._new_unregistered % FULL_SWEEP_EVERY == 0:
-                    self._forget_unregistered(event.time)
+            if previous is None and event.time - self._swept >= FULL_SWEEP_SECONDS:
+                self._swept = event.time
+                self._forget_unregistered(event.time)
         for address in addresses:
             self._put_ip(address, event.mac or device.mac or "", event.time)
         if node is not None:
