@@ -194,6 +194,7 @@ DETAIL_FIELDS: Mapping[Kind, frozenset[str]] = {
 }
 # Added when an event is read back from the store: how often a folded retry happened.
 STORED_FIELDS = frozenset({"repeat"})
+_ALLOWED: Mapping[Kind, frozenset[str]] = {k: names | STORED_FIELDS for k, names in DETAIL_FIELDS.items()}
 
 
 @dataclass(frozen=True)
@@ -212,12 +213,22 @@ class Event:
     time: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        kind = Kind(self.kind)  # ValueError for a kind that is not defined
-        if kind is not self.kind:
+        kind = self.kind
+        if type(kind) is not Kind:
+            kind = Kind(kind)  # ValueError for a kind that is not defined
             object.__setattr__(self, "kind", kind)
-        unknown = self.detail.keys() - DETAIL_FIELDS[kind] - STORED_FIELDS
-        if unknown:
+        if not _ALLOWED[kind].issuperset(self.detail):
+            unknown = self.detail.keys() - _ALLOWED[kind]
             raise ValueError(f"event {kind}: fields not defined for this kind: {', '.join(sorted(unknown))}")
+
+    def evolve(self, **changes: Any) -> Event:
+        """A copy with ``changes`` (``dataclasses.replace`` without its per-field work; a new kind or detail is
+        checked as in a new Event)."""
+        new = object.__new__(Event)
+        vars(new).update(vars(self), **changes)
+        if "kind" in changes or "detail" in changes:
+            new.__post_init__()
+        return new
 
 
 EventSink = Callable[[Event], None]

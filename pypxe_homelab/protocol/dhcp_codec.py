@@ -13,8 +13,8 @@ bytes but for xid, secs, chaddr and option 97) and copies the client's own field
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -86,7 +86,9 @@ class DhcpRequest:
         """Option 97 as a UUID string (type 0, 16 bytes; first three fields little-endian as PXE sends them)."""
         if self.machine_id is None or len(self.machine_id) != 17 or self.machine_id[0] != 0:
             return None
-        return str(uuid.UUID(bytes_le=self.machine_id[1:]))
+        m = self.machine_id
+        # bytes_le order, as uuid.UUID(bytes_le=…) reads it, formatted without building the object
+        return "-".join((m[4:0:-1].hex(), m[6:4:-1].hex(), m[8:6:-1].hex(), m[9:11].hex(), m[11:17].hex()))
 
 
 @dataclass(frozen=True)
@@ -286,10 +288,19 @@ def may_be_pxe(payload: bytes, vendor_prefixes: Sequence[bytes]) -> bool:
     return vendor is not None and vendor.startswith(tuple(p for p in vendor_prefixes if p) or (b"\0",))
 
 
+# Options whose bytes differ from machine to machine of one firmware and which the parsed record does not
+# keep: the client identifier (61, iPXE sends htype + MAC), a REQUEST's requested address (50), host name (12),
+# FQDN (81). Their values are masked in the shape (the code and length stay), so such machines share one parse.
+# Any other per-machine option only costs a parse by scapy, never a wrong record.
+_UNKEPT_PER_MACHINE = (61, 50, 12, 81)
+_CIADDR = slice(12, 16)
+
+
 class RequestParser:
-    """``parse_request`` with a cache per request shape: the bytes with xid, secs, chaddr and the option 97
-    value masked. scapy parses the first request of a shape; later ones get a copy of that record with their
-    own xid, secs, chaddr and machine id, which are plain copies of those bytes."""
+    """``parse_request`` with a cache per request shape: the bytes with xid, secs, ciaddr, chaddr, the option
+    97 value and the per-machine options the record does not keep masked. scapy parses the first request of a
+    shape; later ones get a copy of that record with their own xid, secs, ciaddr, chaddr and machine id, which
+    are plain copies of those bytes."""
 
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self._entries = entries
@@ -312,10 +323,12 @@ class RequestParser:
                 return None
         key = bytearray(payload)
         key[4:10] = bytes(6)  # xid, secs
+        key[_CIADDR] = bytes(4)
         key[_CHADDR] = bytes(16)
         machine = spans.get(OPT_MACHINE_ID)
-        if machine is not None:
-            key[machine[0] : machine[1]] = bytes(machine[1] - machine[0])
+        for span in (machine, *map(spans.get, _UNKEPT_PER_MACHINE)):
+            if span is not None:
+                key[span[0] : span[1]] = bytes(span[1] - span[0])
         shape = bytes(key)
         template = self._cache.get(shape, _MISSING)
         if template is _MISSING:
@@ -331,6 +344,7 @@ class RequestParser:
         own = {
             "xid": int.from_bytes(payload[_XID], "big"),
             "secs": int.from_bytes(payload[_SECS], "big"),
+            "ciaddr": socket.inet_ntoa(payload[_CIADDR]),
             "chaddr_raw": chaddr_raw,
             "chaddr": _mac(chaddr_raw, template.hlen),
         }

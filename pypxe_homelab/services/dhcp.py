@@ -13,9 +13,9 @@ afresh, so a config reload changes the answers at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
-import functools
 import ipaddress
 import logging
 import socket
@@ -128,7 +128,7 @@ def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[s
             "port": decision.port,
             "vendor_class": request.vendor_class,
             "uuid": request.uuid,
-            "nic": ".".join(str(x) for x in request.nic) if request.nic else None,
+            "nic": ".".join(map(str, request.nic)) if request.nic else None,
             "ciaddr": request.ciaddr,
             "interface": iface,
             "known": decision.known,
@@ -140,22 +140,60 @@ def event_for(decision: Decision, request: DhcpRequest, iface: str, src: tuple[s
     return dhcp_event(_KINDS[decision.kind], f"{src[0]}:{src[1]}", decision.device_id, decision.mac, detail)
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, service: ProxyDhcpService, iface: InterfaceInfo, port: int) -> None:
-        self.service, self.iface, self.port = service, iface, port
-        self.transport: asyncio.DatagramTransport | None = None
+READS_PER_WAKEUP = 64  # datagrams answered per wake-up of a socket before the loop's other work gets a turn
+MAX_UNSENT = 1024  # replies held while a socket's send buffer is full (firmware retries past that)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+
+class _Endpoint:
+    """One bound socket: at each wake-up it reads every datagram waiting (up to READS_PER_WAKEUP) and answers
+    each at once, with plain socket calls (an asyncio datagram transport costs a loop turn per datagram)."""
+
+    def __init__(
+        self, service: ProxyDhcpService, iface: InterfaceInfo, port: int, sock: socket.socket | None = None
+    ) -> None:
+        self.service, self.iface, self.port, self.sock = service, iface, port, sock
+        self._size = max(2048, iface.mtu)
+        self._unsent: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start answering on ``loop``."""
+        assert self.sock is not None
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self.readable)
+
+    def close(self) -> None:
+        """Stop answering and close the socket."""
+        if self.sock is None:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+        self.sock = None
+
+    def readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, addr = sock.recvfrom(self._size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                log.debug("dhcp: socket error on %s/%s: %s", self.iface.name, self.port, exc)
+                return
+            self.datagram_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             out, event, delay = self.service.answer_later(data, addr, self.iface, self.port)
-            if out is not None and self.transport is not None:
-                if delay > 0:  # a firmware quirk setting: answer after the router's offer
-                    asyncio.get_running_loop().call_later(delay, self._send, out)
+            if out is not None:
+                if delay > 0 and self._loop is not None:  # a firmware quirk setting: after the router's offer
+                    self._loop.call_later(delay, self.send, out)
                 else:
-                    self.transport.sendto(*out)
+                    self.send(out)
             if event is not None:
                 self.service.report(event)
         except Exception as exc:
@@ -163,12 +201,38 @@ class _Endpoint(asyncio.DatagramProtocol):
                 "dhcp: dropped a packet from %s:%s on %s/%s: %r", *addr, self.iface.name, self.port, exc
             )
 
-    def _send(self, out: tuple[bytes, tuple[str, int]]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(*out)
+    def send(self, out: tuple[bytes, tuple[str, int]]) -> None:
+        """Send one reply now, or hold it until the socket can take it."""
+        if self.sock is None:
+            return
+        if self._unsent:
+            self._hold(out)
+            return
+        try:
+            self.sock.sendto(*out)
+        except (BlockingIOError, InterruptedError):
+            self._hold(out)
+        except OSError as exc:
+            log.debug("dhcp: could not send to %s:%s on %s: %s", *out[1], self.iface.name, exc)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("dhcp: socket error on %s/%s: %s", self.iface.name, self.port, exc)
+    def _hold(self, out: tuple[bytes, tuple[str, int]]) -> None:
+        if len(self._unsent) >= MAX_UNSENT:
+            return
+        if not self._unsent and self._loop is not None and self.sock is not None:
+            self._loop.add_writer(self.sock.fileno(), self._writable)
+        self._unsent.append(out)
+
+    def _writable(self) -> None:
+        while self._unsent and self.sock is not None:
+            try:
+                self.sock.sendto(*self._unsent[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("dhcp: could not send on %s: %s", self.iface.name, exc)
+            self._unsent.popleft()
+        if self._loop is not None and self.sock is not None:
+            self._loop.remove_writer(self.sock.fileno())
 
 
 class ProxyDhcpService:
@@ -190,7 +254,7 @@ class ProxyDhcpService:
         self.interfaces = list(interfaces)
         self._emit = emit
         self._ports = dict(ports or {DHCP_PORT: DHCP_PORT, PXE_PORT: PXE_PORT})
-        self._transports: list[asyncio.BaseTransport] = []
+        self._endpoints: list[_Endpoint] = []
         self._parser = RequestParser()
         self._encoder = ReplyEncoder()
         self._views: dict[InterfaceInfo, ServerView] = {}
@@ -211,11 +275,9 @@ class ProxyDhcpService:
         try:
             for iface in self.interfaces:
                 for port in (DHCP_PORT, PXE_PORT):
-                    sock = open_socket(iface.name, port, self._ports[port])
-                    transport, _ = await loop.create_datagram_endpoint(
-                        functools.partial(_Endpoint, self, iface, port), sock=sock
-                    )
-                    self._transports.append(transport)
+                    endpoint = _Endpoint(self, iface, port, open_socket(iface.name, port, self._ports[port]))
+                    self._endpoints.append(endpoint)
+                    endpoint.open(loop)
         except BaseException:
             await self.stop()
             raise
@@ -225,14 +287,14 @@ class ProxyDhcpService:
     @property
     def bound(self) -> bool:
         """True while its sockets are open."""
-        return bool(self._transports)
+        return bool(self._endpoints)
 
     async def stop(self) -> None:
         """Close all sockets."""
-        for transport in self._transports:
+        for endpoint in self._endpoints:
             with contextlib.suppress(Exception):
-                transport.close()
-        self._transports.clear()
+                endpoint.close()
+        self._endpoints.clear()
 
     def answer(
         self, data: bytes, src: tuple[str, int], iface: InterfaceInfo, port: int

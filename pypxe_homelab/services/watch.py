@@ -120,7 +120,9 @@ class Diagnoser:
         self._store = store
         self._emit = emit
         self._server = server_address
-        self._done: set[tuple[str, float]] = set()
+        # (device, attempt, last seen) already looked at: an attempt is looked at again only after it was
+        # heard from again (a long transfer sends no events until it ends, so it can look quiet halfway)
+        self._done: set[tuple[str, float, float]] = set()
 
     def check(self, now: float | None = None) -> list[Event]:
         """Diagnose every machine whose current attempt has been quiet long enough; returns the events sent."""
@@ -131,7 +133,7 @@ class Diagnoser:
         for rec in self._store.devices():
             if not rec.boots or rec.boot_started is None or now - rec.last_seen < quiet:
                 continue
-            key = (rec.device_id, rec.boot_started)
+            key = (rec.device_id, rec.boot_started, rec.last_seen)
             if key in self._done:
                 continue
             self._done.add(key)

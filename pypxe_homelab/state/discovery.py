@@ -170,7 +170,7 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
     elif kind in TFTP_KINDS and ip:
         rec.boot_ip = ip
     if event.mac:
-        _learn(rec, "mac", event.mac.lower(), f"{kind} chaddr" if kind in DHCP_KINDS else str(kind))
+        _learn(rec, "mac", event.mac.lower(), f"{kind.value} chaddr" if kind in DHCP_KINDS else kind.value)
     if kind in DHCP_KINDS:
         arch = d.get("arch")
         _learn(rec, "arch", arch if isinstance(arch, int) else None, "dhcp option 93")

@@ -57,7 +57,8 @@ _PRUNE_EVERY = 500
 _ARP_TABLE = Path("/proc/net/arp")
 _ARP_TTL_SECONDS = 2.0  # how long an ARP table answer (or its absence) is reused
 DEVICE_CACHE = 20_000  # device records kept in memory (least recently recorded dropped first)
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_to_json = json.JSONEncoder(default=str).encode  # json.dumps(…, default=str), without a new encoder per call
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, mac TEXT, uuid TEXT, data TEXT NOT NULL);
@@ -105,6 +106,10 @@ def migrate(db: sqlite3.Connection, name: str) -> int:
 # can invent MACs, so the oldest are forgotten beyond MAX_UNREGISTERED and after UNREGISTERED_DAYS unseen.
 MAX_UNREGISTERED = 2000
 UNREGISTERED_DAYS = 14
+# The oldest are dropped in steps of this many (one statement each), and once an hour (of event time) the
+# whole table is checked too (devices a reload unregistered, which the in-memory age order no longer tracks).
+FORGET_STEP = 50
+FULL_SWEEP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,14 @@ class _Pending:
     updates: dict[int, _Row] = field(default_factory=dict)
     folds: dict[tuple[str, str], _Row] = field(default_factory=dict)
     prune: set[str] = field(default_factory=set)
+    forget: set[str] = field(default_factory=set)  # unregistered devices dropped, with their timelines
     touched: set[tuple[str, str]] = field(default_factory=set)  # (table, key) for the memory copies
 
     @property
     def empty(self) -> bool:
-        return not (self.devices or self.nodes or self.ips or self.rows or self.updates or self.prune)
+        return not (
+            self.devices or self.nodes or self.ips or self.rows or self.updates or self.prune or self.forget
+        )
 
 
 def _node(device_id: str, row: tuple) -> NodeState:
@@ -179,7 +187,8 @@ def _node(device_id: str, row: tuple) -> NodeState:
 
 def _is_plain(detail: object) -> bool:
     """Whether ``detail`` comes back from JSON unchanged (a flat mapping of strings, numbers, booleans, None)."""
-    return isinstance(detail, dict) and all(type(k) is str and type(v) in _PLAIN for k, v in detail.items())
+    # the keys are the kind's field names (``Event`` admits no others)
+    return type(detail) is dict and _PLAIN.issuperset(map(type, detail.values()))
 
 
 class StateStore:
@@ -211,13 +220,17 @@ class StateStore:
         self._is_registered: Callable[[str], bool] = lambda _id: True
         self._policy: Callable[[str], str] = lambda _id: "once"
         self._inserts: dict[str, int] = {}  # events stored per device since start, for pruning
-        self._new_unregistered = 0
+        self._swept = 0.0  # event time of the last whole-table sweep
         self._closed = False
         # Memory copies (see the module docstring). Reads of these need no lock: one dict lookup.
         self._nodes: dict[str, NodeState] = {}
         self._ip_mac: dict[str, str] = {}
         self._pi_by_mac: dict[str, str] = {}  # MAC → the Pi serial id its record is kept under
         self._devices: dict[str, DeviceRecord] = {}  # bounded cache, most recently recorded last
+        # Unregistered device ids → last seen, least recently recorded first: what the bound forgets first
+        self._by_age: dict[str, float] = {}
+        self._known: set[str] = set()  # every device id in the database: a new machine costs no lookup
+        self._latest = 0.0  # the time of the newest event recorded: "now" for the age bound
         self._arp: dict[str, tuple[float, str | None]] = {}
         self._pending = _Pending()  # what record_many worked out and has not written yet
         self._load_memory()
@@ -237,6 +250,9 @@ class StateStore:
             )
         }
         self._devices.clear()
+        # Registered ones are among them until the inventory view is set; the bound skips (and drops) them.
+        self._by_age = dict(self._db.execute("SELECT device_id, last_seen FROM devices ORDER BY last_seen"))
+        self._known = set(self._by_age)
 
     def _reread(self, touched: set[tuple[str, str]]) -> None:
         """After a rollback: make the memory copies of what the transaction wrote equal the database again."""
@@ -262,6 +278,10 @@ class StateStore:
                     if owner == key:
                         del self._pi_by_mac[mac]
                 row = self._db.execute("SELECT mac FROM devices WHERE device_id = ?", (key,)).fetchone()
+                if row is None:
+                    self._known.discard(key)
+                else:
+                    self._known.add(key)
                 if row is not None and row[0] and is_pi_serial(key):
                     self._pi_by_mac[row[0]] = key
 
@@ -312,6 +332,7 @@ class StateStore:
                         "state: could not record %s from %s: %s", event.kind, event.client or "?", exc
                     )
                     notes.append(None)
+            self._forget_oldest(self._latest - UNREGISTERED_DAYS * 86400)
             try:
                 self._flush()
             except Exception as exc:
@@ -341,7 +362,7 @@ class StateStore:
             return None
         if is_pi_serial(device_id) and not mac and ip:
             mac = self._pi_mac_behind(ip)
-        event = replace(event, device_id=device_id, mac=event.mac or mac or None)
+        event = event.evolve(device_id=device_id, mac=event.mac or mac or None)
         if is_pi_serial(device_id) and event.mac:
             self._adopt_pi_mac_record(device_id, event.mac)
         previous = self._device(device_id)
@@ -355,13 +376,16 @@ class StateStore:
         if event.kind is Kind.INSTALL_EVENT:
             pct = installer_progress(event.detail)
             if pct is not None:
-                event = replace(event, detail={**event.detail, "progress": pct})
-        detail = json.dumps(event.detail, default=str)
+                event = event.evolve(detail={**event.detail, "progress": pct})
+        detail = _to_json(event.detail)
         # Everything above may fail on an odd event; what follows only stages what it worked out.
         self._put_device(device)
-        if previous is None and not self._is_registered(device_id):
-            self._new_unregistered += 1
-            if self._new_unregistered % 50 == 1:  # bounded work: a sweep every 50 new machines
+        self._latest = max(self._latest, event.time)
+        if not self._is_registered(device_id):
+            self._by_age.pop(device_id, None)
+            self._by_age[device_id] = device.last_seen
+            if previous is None and event.time - self._swept >= FULL_SWEEP_SECONDS:
+                self._swept = event.time
                 self._forget_unregistered(event.time)
         for address in addresses:
             self._put_ip(address, event.mac or device.mac or "", event.time)
@@ -497,7 +521,7 @@ class StateStore:
                 pending.folds[(event.device_id, key)] = row
                 if not row.new:
                     pending.updates[row.id] = row
-                first = replace(event, time=row.time, detail=json.loads(row.detail))
+                first = event.evolve(time=row.time, detail=json.loads(row.detail))
                 return TimelineEntry(row.id, first, generation, row.repeat, event.time)
         row = _Row(self._next_id, event.device_id, generation, event.kind.value, event.client, event.mac,
                    detail, event.time, key)  # fmt: skip
@@ -509,8 +533,9 @@ class StateStore:
         self._inserts[event.device_id] = count
         if count % _PRUNE_EVERY == 0:
             pending.prune.add(event.device_id)
-        stored = event.detail if _is_plain(event.detail) else json.loads(detail)
-        return TimelineEntry(row.id, replace(event, detail=stored), generation)
+        if not _is_plain(event.detail):
+            event = event.evolve(detail=json.loads(detail))  # as it reads back from the database
+        return TimelineEntry(row.id, event, generation)
 
     def _flush(self) -> None:
         """Write what is staged in one transaction; on failure roll back, make the memory copies equal the
@@ -526,7 +551,7 @@ class StateStore:
                 "ON CONFLICT(device_id) DO UPDATE SET mac = excluded.mac, uuid = excluded.uuid, "
                 "data = excluded.data, last_seen = excluded.last_seen",
                 [
-                    (r.device_id, r.mac, r.uuid, json.dumps(r.to_json(), default=str), r.last_seen)
+                    (r.device_id, r.mac, r.uuid, _to_json(r.to_json()), r.last_seen)
                     for r in pending.devices.values()
                 ],
             )
@@ -571,6 +596,10 @@ class StateStore:
             )
             for device_id in pending.prune:
                 self._prune(device_id)
+            if pending.forget:
+                gone = [(device_id,) for device_id in pending.forget]
+                db.executemany("DELETE FROM devices WHERE device_id = ?", gone)
+                db.executemany("DELETE FROM events WHERE device_id = ?", gone)
             db.execute("COMMIT")
         except Exception:
             if db.in_transaction:
@@ -600,12 +629,41 @@ class StateStore:
         cached = self._devices.get(device_id)
         if cached is not None:
             return cached
+        if device_id not in self._known:
+            return None
         row = self._db.execute("SELECT data FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         if row is None:
             return None
         rec = DeviceRecord.from_json(json.loads(row[0]))
         self._remember(rec)
         return rec
+
+    def _forget_oldest(self, cutoff: float) -> None:
+        """Stage dropping the least recently seen unregistered devices beyond MAX_UNREGISTERED (in steps of
+        FORGET_STEP) and those unseen since ``cutoff``: work per event does not grow with the store."""
+        by_age = self._by_age
+        over = len(by_age) > MAX_UNREGISTERED + FORGET_STEP
+        while by_age:
+            device_id, seen = next(iter(by_age.items()))
+            if not (over and len(by_age) > MAX_UNREGISTERED) and seen >= cutoff:
+                break
+            del by_age[device_id]
+            if self._is_registered(device_id):
+                continue  # registered since: never forgotten (its next event is not tracked here)
+            self._forget(device_id)
+
+    def _forget(self, device_id: str) -> None:
+        """Stage dropping one device record and its timeline."""
+        pending = self._pending
+        pending.forget.add(device_id)
+        pending.devices.pop(device_id, None)
+        pending.touched.add(("device", device_id))
+        self._devices.pop(device_id, None)
+        self._known.discard(device_id)
+        self._inserts.pop(device_id, None)
+        if is_pi_serial(device_id):
+            for mac in [m for m, owner in self._pi_by_mac.items() if owner == device_id]:
+                del self._pi_by_mac[mac]
 
     def _forget_unregistered(self, now: float) -> None:
         """Drop unregistered devices unseen for UNREGISTERED_DAYS, and the oldest beyond MAX_UNREGISTERED,
@@ -633,6 +691,8 @@ class StateStore:
             self._reread({("device", device_id) for device_id in gone})
         for device_id in gone:
             self._inserts.pop(device_id, None)
+            self._by_age.pop(device_id, None)
+            self._known.discard(device_id)
 
     def _remember(self, rec: DeviceRecord) -> None:
         self._devices.pop(rec.device_id, None)
@@ -641,6 +701,8 @@ class StateStore:
             del self._devices[next(iter(self._devices))]
 
     def _put_device(self, rec: DeviceRecord) -> None:
+        self._pending.forget.discard(rec.device_id)
+        self._known.add(rec.device_id)
         self._pending.devices[rec.device_id] = rec
         self._pending.touched.add(("device", rec.device_id))
         self._remember(rec)

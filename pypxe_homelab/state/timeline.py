@@ -42,9 +42,9 @@ def dedupe_key(event: Event) -> str | None:
     """Events with the same key within DEDUPE_WINDOW_SECONDS are one timeline entry (retries, probes)."""
     d = event.detail
     if event.kind in DHCP_KINDS:
-        return f"{event.kind}|{d.get('xid')}|{d.get('port')}"
+        return f"{event.kind.value}|{d.get('xid')}|{d.get('port')}"
     if event.kind in (Kind.TFTP_RRQ, Kind.TFTP_ERROR, Kind.TFTP_ABORT, Kind.HTTP_ERROR):
-        return f"{event.kind}|{d.get('path')}"
+        return f"{event.kind.value}|{d.get('path')}"
     return None
 
 

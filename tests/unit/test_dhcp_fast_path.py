@@ -52,16 +52,26 @@ def fresh_answer(b: InventoryBooter, data: bytes, port: int) -> tuple[bytes, tup
     return build_reply(decision.reply), destination(request, port, *SOURCES[port])
 
 
+# What differs between two machines of one firmware, besides the header fields: the machine id (97), iPXE's
+# client identifier (61), a REQUEST's requested address (50), a host name (12)
+PER_MACHINE_OPTIONS = (OPT_MACHINE_ID, 61, 50, 12)
+
+
 def vary(data: bytes, rng: random.Random) -> bytes:
-    """``data`` with a random xid, secs, client MAC and (when present) option 97 value."""
+    """``data`` as another machine of the same firmware would send it: a random xid, secs, ciaddr (when set),
+    client MAC and values of the per-machine options present."""
     out = bytearray(data)
     out[4:8] = struct.pack("!I", rng.getrandbits(32))
     out[8:10] = struct.pack("!H", rng.getrandbits(16))
+    if out[12:16] != bytes(4):
+        out[12:16] = bytes([10, 231, 0, rng.randrange(1, 255)])
     out[28:34] = rng.randbytes(6)
-    spans = option_spans(data)
-    if spans and OPT_MACHINE_ID in spans:
-        start, end = spans[OPT_MACHINE_ID]
-        out[start + 1 : end] = rng.randbytes(end - start - 1)
+    spans = option_spans(data) or {}
+    for code in PER_MACHINE_OPTIONS:
+        if code in spans:
+            start, end = spans[code]
+            keep = 1 if code in (OPT_MACHINE_ID, 61) else 0  # the type byte
+            out[start + keep : end] = rng.randbytes(end - start - keep)
     return bytes(out)
 
 
@@ -107,6 +117,21 @@ def test_cached_parse_equals_scapy_for_random_clients() -> None:
         for _ in range(50):
             varied = vary(data, rng)
             assert parser.parse(varied) == parse_request(varied), name
+
+
+def test_machines_of_one_firmware_share_one_parse() -> None:
+    rng = random.Random(61)
+    for name in (
+        "bios_ipxe_discover",
+        "ipxe_efi_proxyrequest_4011",
+        "edk2_request67",
+        "snponly_ipxe_request67",
+    ):
+        parser = RequestParser()
+        for _ in range(20):
+            varied = vary(PACKETS[name], rng)
+            assert parser.parse(varied) == parse_request(varied), name
+        assert len(parser._cache) == 1, name  # scapy parsed only the first
 
 
 def test_patched_replies_equal_a_fresh_build() -> None:
@@ -168,7 +193,7 @@ def test_caches_stay_bounded() -> None:
     request = parse_request(data)
     for n in range(50):
         shape = bytearray(data)
-        shape[12:16] = struct.pack("!I", n)  # ciaddr: part of the shape
+        shape[24:28] = struct.pack("!I", n)  # giaddr: part of the shape
         assert parser.parse(bytes(shape)) == parse_request(bytes(shape))
         reply = DhcpReply(message_type=2, xid=n, chaddr_raw=request.chaddr_raw, server_id=f"10.0.0.{n + 1}")  # type: ignore[union-attr]
         assert encoder.encode(reply) == build_reply(reply)

@@ -143,3 +143,32 @@ def test_pxe_left_unanswered_on_purpose_is_no_dead_end() -> None:
         diagnose(entries(("dhcp.ignored", {"port": 67, "reason": "arch 11: no boot loader"}, 3)), MACHINE)
         is not None
     )
+
+
+def test_an_attempt_quiet_halfway_through_a_transfer_is_diagnosed_when_it_really_stops() -> None:
+    from pypxe_homelab.config.model import Defaults, Inventory, ServerSettings
+    from pypxe_homelab.services.watch import Diagnoser
+    from pypxe_homelab.state.store import StateStore
+
+    store = StateStore(None, use_arp=False)
+    inventory = Inventory(server=ServerSettings(diagnose_after=5.0), defaults=Defaults(secure_boot=True))
+    sent: list[Event] = []
+    diagnoser = Diagnoser(lambda: inventory, store, sent.append, "10.0.0.3")
+    mac = "52:54:00:a0:00:10"
+
+    def record(kind: str, detail: dict, at: float) -> None:
+        store.record(Event(kind, "10.0.0.50:1000", None, mac, detail, at))
+
+    record("dhcp.offer", {"port": 67, "file": "shimx64.efi", "class": "efi64", "xid": 1}, 1000.0)
+    record("dhcp.ack", {"port": 4011, "file": "shimx64.efi", "xid": 1}, 1001.0)
+    record("tftp.rrq", {"path": "shimx64.efi"}, 1002.0)
+    record("tftp.done", {"path": "shimx64.efi", "bytes": 1}, 1003.0)
+    record("tftp.rrq", {"path": "grubx64.efi"}, 1004.0)  # a slow transfer: no event for 8 s
+    assert diagnoser.check(now=1011.0) == []  # quiet, but too little to tell yet
+    record("tftp.done", {"path": "grubx64.efi", "bytes": 1}, 1012.0)
+    assert diagnoser.check(now=1013.0) == []  # heard from again: not quiet yet
+    found = diagnoser.check(now=1020.0)
+    assert [e.detail["cause"] for e in found] == ["secure-boot-router"]
+    for event in found:
+        store.record(event)
+    assert diagnoser.check(now=1040.0) == []  # once per attempt

@@ -68,3 +68,26 @@ def test_old_state_files_get_the_last_seen_column(tmp_path) -> None:
     assert again._db.execute("SELECT last_seen FROM devices").fetchone()[0] == 1234.0
     again.close()
     assert store_module.MAX_UNREGISTERED == MAX_UNREGISTERED
+
+
+def test_the_bound_forgets_the_least_recently_seen_in_constant_work_per_event() -> None:
+    store = StateStore(None, use_arp=False)
+    store.set_inventory_view(lambda device_id: device_id == REGISTERED, lambda device_id: "once")
+    now = time.time()
+    store.record(offer("52:54:00:a0:00:01", now - 3000))  # registered: never forgotten
+    store.record(offer(fake_mac(0), now - 2900))  # seen first, and again below: kept
+    for start in range(1, MAX_UNREGISTERED + 400, 100):  # batches, as the recorder hands them over
+        store.record_many([offer(fake_mac(n), now - 2800 + n) for n in range(start, start + 100)])
+        if start == 1001:
+            store.record(offer(fake_mac(0), now - 2800 + start))
+        assert store.device_count() <= MAX_UNREGISTERED + store_module.FORGET_STEP + 1
+    assert store.device(REGISTERED) is not None
+    assert store.device("01-" + fake_mac(0).replace(":", "-")) is not None
+    assert store.device("01-" + fake_mac(1).replace(":", "-")) is None
+    assert store.timeline("01-" + fake_mac(1).replace(":", "-")) == []
+    executed: list[str] = []
+    store._db.set_trace_callback(executed.append)
+    store.record_many([offer(fake_mac(n), now - 100) for n in range(10_000, 10_100)])
+    store._db.set_trace_callback(None)
+    # no lookup or scan per event (the whole-table sweep runs once an hour of event time)
+    assert not any(s.lstrip().upper().startswith("SELECT") for s in executed)
