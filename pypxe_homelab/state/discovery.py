@@ -51,12 +51,15 @@ class DeviceRecord:
     boot_started: float | None = None
     stage: str | None = None  # furthest stage of the current (or last) boot
     learned: dict[str, str] = field(default_factory=dict)
+    diagnosis: dict[str, Any] | None = None  # why the current (or last) boot stopped, once the server said so
 
     def to_json(self) -> dict[str, Any]:
         """Every field, the list and dict copied (what ``asdict`` gives, without its deep copy of scalars)."""
         data = dict(vars(self))
         data["config_names"] = list(self.config_names)
         data["learned"] = dict(self.learned)
+        if self.diagnosis is not None:
+            data["diagnosis"] = dict(self.diagnosis)
         return data
 
     @classmethod
@@ -202,6 +205,9 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
         rec.boots += 1
         rec.boot_started = event.time
         rec.stage = None
+        rec.diagnosis = None
+    if kind is Kind.BOOT_DIAGNOSIS:
+        rec.diagnosis = dict(d)
     stage = stage_of(event)
     if stage_rank(stage) > stage_rank(rec.stage):
         rec.stage = stage

@@ -83,6 +83,10 @@ _MIGRATIONS: tuple[str, ...] = (
     " UPDATE devices SET last_seen = COALESCE(json_extract(data, '$.last_seen'), 0);"
     " CREATE INDEX IF NOT EXISTS devices_seen ON devices (last_seen);"
     " CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    # 3: a device record carries the diagnosis of its current boot attempt (status reads no timelines)
+    "UPDATE devices SET data = json_set(data, '$.diagnosis', (SELECT json(e.detail) FROM events e"
+    " WHERE e.device_id = devices.device_id AND e.kind = 'boot.diagnosis'"
+    " AND e.time >= COALESCE(json_extract(devices.data, '$.boot_started'), 1e18) ORDER BY e.id DESC LIMIT 1));",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from pypxe_homelab.config.hostnet import network_of
 from pypxe_homelab.config.model import Inventory, Node
-from pypxe_homelab.events import Kind
 from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.state.discovery import DeviceRecord
 from pypxe_homelab.state.store import StateStore
@@ -27,16 +26,9 @@ def _suggestion(rec: DeviceRecord) -> dict[str, str]:
     return {"suggested": add_command(rec.device_id, network), "address_note": address_note(network, rec.ip)}
 
 
-def current_diagnosis(store: StateStore, rec: DeviceRecord | None) -> dict[str, Any] | None:
+def current_diagnosis(rec: DeviceRecord | None) -> dict[str, Any] | None:
     """Why the machine's current (or last) boot attempt stopped, when the server has said so."""
-    if rec is None or rec.boot_started is None:
-        return None
-    for entry in reversed(store.timeline(rec.device_id, 100)):
-        if entry.event.time < rec.boot_started:
-            break
-        if entry.event.kind is Kind.BOOT_DIAGNOSIS:
-            return dict(entry.event.detail)
-    return None
+    return dict(rec.diagnosis) if rec is not None and rec.diagnosis else None
 
 
 def _node_json(
@@ -63,11 +55,11 @@ def _node_json(
         "firmware": rec.firmware if rec else None,
         "pi": node.is_pi or bool(rec and rec.pi),
         "secure_boot": eff.secure_boot,
-        "diagnosis": current_diagnosis(store, rec),
+        "diagnosis": current_diagnosis(rec),
     }
 
 
-def _unregistered_json(rec: DeviceRecord, store: StateStore | None = None) -> dict[str, Any]:
+def _unregistered_json(rec: DeviceRecord) -> dict[str, Any]:
     return {
         "device_id": rec.device_id,
         "registered": False,
@@ -87,7 +79,7 @@ def _unregistered_json(rec: DeviceRecord, store: StateStore | None = None) -> di
         "firmware": rec.firmware,
         "pi": rec.pi,
         "secure_boot": None,
-        "diagnosis": current_diagnosis(store, rec) if store is not None else None,
+        "diagnosis": current_diagnosis(rec),
     }
 
 
@@ -97,7 +89,7 @@ def nodes_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
     out = [
         _node_json(inventory, store, node, records.get(node.device_id)) for node in inventory.nodes.values()
     ]
-    out += [_unregistered_json(r, store) for r in records.values() if r.device_id not in inventory.nodes]
+    out += [_unregistered_json(r) for r in records.values() if r.device_id not in inventory.nodes]
     return out
 
 
@@ -107,7 +99,7 @@ def node_view(inventory: Inventory, store: StateStore, device_id: str) -> dict[s
     node = inventory.node(device_id)
     if node is None and rec is None:
         return None
-    out = _node_json(inventory, store, node, rec) if node else _unregistered_json(rec, store)  # type: ignore[arg-type]
+    out = _node_json(inventory, store, node, rec) if node else _unregistered_json(rec)  # type: ignore[arg-type]
     out["device"] = device_facts(rec) if rec else None
     if node is None and rec is not None:
         out.update(_suggestion(rec))
@@ -121,7 +113,7 @@ def devices_view(
     command that adds them; a page of ``limit`` from ``offset`` (the store keeps at most a few thousand)."""
     found = [r for r in store.devices() if r.device_id not in inventory.nodes]
     page = found[offset:] if limit is None else found[offset : offset + limit]
-    return [{**device_facts(r), **_suggestion(r), "diagnosis": current_diagnosis(store, r)} for r in page]
+    return [{**device_facts(r), **_suggestion(r), "diagnosis": current_diagnosis(r)} for r in page]
 
 
 def timeline_view(store: StateStore, device_id: str, limit: int = 200) -> list[dict[str, Any]]:

@@ -91,3 +91,31 @@ def test_the_bound_forgets_the_least_recently_seen_in_constant_work_per_event() 
     store._db.set_trace_callback(None)
     # no lookup or scan per event (the whole-table sweep runs once an hour of event time)
     assert not any(s.lstrip().upper().startswith("SELECT") for s in executed)
+
+
+def test_the_diagnosis_rides_on_the_device_record_and_old_files_get_it(tmp_path) -> None:
+    from pypxe_homelab.config.model import Inventory
+    from pypxe_homelab.events import diagnosis_event
+    from pypxe_homelab.state.views import nodes_view
+
+    path = tmp_path / "state.db"
+    first = StateStore(path, use_arp=False)
+    first.record(offer("02:00:00:00:00:09", 1000.0))
+    detail = {"cause": "offer-ignored", "reason": "r", "fix": "f", "attempt": 1}
+    first.record(diagnosis_event("01-02-00-00-00-00-09", "02:00:00:00:00:09", detail, 1040.0))  # type: ignore[typeddict-item]
+    assert first.device("01-02-00-00-00-00-09").diagnosis == detail  # type: ignore[union-attr]
+    first._db.execute(
+        "UPDATE devices SET data = json_remove(data, '$.diagnosis')"
+    )  # as an older version wrote it
+    first._db.execute("PRAGMA user_version = 2")
+    first.close()
+    again = StateStore(path, use_arp=False)
+    assert again.device("01-02-00-00-00-00-09").diagnosis == detail  # type: ignore[union-attr]
+    executed: list[str] = []
+    again._db.set_trace_callback(executed.append)
+    view = nodes_view(Inventory(), again)
+    assert [n["diagnosis"] for n in view] == [detail]
+    assert not any("FROM events" in s for s in executed)  # no timeline read per device
+    again.record(offer("02:00:00:00:00:09", 5000.0))  # a new boot attempt: nothing said of it yet
+    assert again.device("01-02-00-00-00-00-09").diagnosis is None  # type: ignore[union-attr]
+    again.close()
