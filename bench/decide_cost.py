@@ -27,6 +27,7 @@ from pypxe_homelab.protocol.dhcp_codec import (  # noqa: E402
 )
 from pypxe_homelab.protocol.proxydhcp import ServerView  # noqa: E402
 from pypxe_homelab.runtime import Runtime  # noqa: E402
+from pypxe_homelab.server import bind_inventory_view  # noqa: E402
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
 from pypxe_homelab.state.recorder import Recorder  # noqa: E402
 from pypxe_homelab.state.store import StateStore  # noqa: E402
@@ -55,6 +56,7 @@ def main() -> None:
     request = parse_request(payload)
     store = StateStore(None)
     runtime = Runtime(inventory, store, store.record, ipaddress.IPv4Address(SERVER), 8080)
+    bind_inventory_view(runtime)  # as `serve` does
     booter = InventoryBooter(lambda: runtime)
     decision = dhcp_decision(booter, request, 67, view)
     if decision is None or decision.reply is None:

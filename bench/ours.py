@@ -25,6 +25,7 @@ from pypxe_homelab.config.model import Inventory, Paths  # noqa: E402
 from pypxe_homelab.events import Event  # noqa: E402
 from pypxe_homelab.rootfiles import static_file  # noqa: E402
 from pypxe_homelab.runtime import Runtime  # noqa: E402
+from pypxe_homelab.server import bind_inventory_view  # noqa: E402
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService  # noqa: E402
 from pypxe_homelab.services.http import HttpService  # noqa: E402
 from pypxe_homelab.services.tftp import TftpFile, TftpService  # noqa: E402
@@ -44,7 +45,9 @@ def _runtime(root: Path, port: int, advertise: str, events: bool) -> Runtime:
         recorder.start()
         emit = recorder.emit
     inventory = Inventory(paths=Paths(root=root))
-    return Runtime(inventory, store, emit, ipaddress.IPv4Address(advertise), port)
+    runtime = Runtime(inventory, store, emit, ipaddress.IPv4Address(advertise), port)
+    bind_inventory_view(runtime)  # as `serve` does: the store knows which devices are registered
+    return runtime
 
 
 def _ready() -> None:

@@ -334,7 +334,7 @@ class Server:
             served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
             runtime = Runtime(inventory, store, recorder.emit, advertise, inventory.server.http_port, served)
             self.runtime = runtime
-            _bind_inventory_view(runtime)
+            bind_inventory_view(runtime)
             recorder.start()
             for event in pending:
                 recorder.emit(event)
@@ -533,7 +533,7 @@ def _config_flag(path: Path) -> str:
     return "" if path == DEFAULT_CONFIG_PATH else f" --config {path}"
 
 
-def _bind_inventory_view(runtime: Runtime) -> None:
+def bind_inventory_view(runtime: Runtime) -> None:
     """Let the store ask the current inventory whether an id is registered and how it installs."""
     setter = getattr(runtime.store, "set_inventory_view", None)
     if setter is None:

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from dissect.extfs import ExtFS
-from dissect.extfs.exceptions import Error as ExtError
-from dissect.util.stream import RangeStream
 from pyfatfs.FATDirectoryEntry import FATDirectoryEntry
 from pyfatfs.PyFat import PyFat
 
@@ -151,6 +148,13 @@ class RootFs:
     """An ext2/3/4 root file system inside an image, read with dissect.extfs; paths are absolute POSIX."""
 
     def __init__(self, image: Path, part: Partition) -> None:
+        # dissect is imported here, not at the top: only reading a Pi image needs it, so `serve` and the CLI
+        # start without loading it
+        from dissect.extfs import ExtFS
+        from dissect.extfs.exceptions import Error as ExtError
+        from dissect.util.stream import RangeStream
+
+        self._error = ExtError
         self._fh = open(image, "rb")  # noqa: SIM115 - closed by close()
         try:
             self._fs = ExtFS(RangeStream(self._fh, part.start, part.size))
@@ -210,7 +214,7 @@ class RootFs:
     def _get(self, path: str):
         try:
             return self._fs.get(path)
-        except (ExtError, KeyError) as exc:
+        except (self._error, KeyError) as exc:
             raise FileNotFoundError(path) from exc
 
     def exists(self, path: str) -> bool:
