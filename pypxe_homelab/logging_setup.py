@@ -8,10 +8,14 @@ cannot move the cursor, recolour or rewrite a terminal that shows the log. An un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from typing import TextIO
 
 from pypxe_homelab.events import Event
 
@@ -93,8 +97,57 @@ class TextFormatter(logging.Formatter):
         return f"{line}: {printable(error)} ({DEBUG_HINT})"
 
 
+class HoldingStreamHandler(logging.StreamHandler):
+    """A StreamHandler whose lines, inside ``held()`` on one thread, are gathered and written at once.
+
+    The recorder tells a whole batch of events inside ``held()``: a boot storm costs one write per batch
+    instead of one per event. Other threads' lines are written as they come."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines = getattr(self._local, "lines", None)
+        if lines is None:
+            super().emit(record)
+            return
+        try:
+            lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if getattr(self._local, "lines", None) is not None:  # already held further up
+            yield
+            return
+        self._local.lines = []
+        try:
+            yield
+        finally:
+            lines, self._local.lines = self._local.lines, None
+            if lines:
+                self.acquire()
+                try:
+                    self.stream.write("".join(lines))
+                    self.flush()
+                except Exception:  # a closed or full stream must not take the recorder down
+                    pass
+                finally:
+                    self.release()
+
+
+def held_output() -> contextlib.AbstractContextManager[None]:
+    """Gather this thread's log lines and write them when the block ends (see ``HoldingStreamHandler``)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, HoldingStreamHandler):
+            return handler.held()
+    return contextlib.nullcontext()
+
+
 def configure(log_format: str = "text", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = HoldingStreamHandler(sys.stderr)
     debug = level <= logging.DEBUG
     handler.setFormatter(JsonFormatter(debug) if log_format == "json" else TextFormatter(debug))
     root = logging.getLogger()

@@ -25,7 +25,7 @@ from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory
 from pypxe_homelab.errors import ConfigError, UserError
 from pypxe_homelab.events import Event, Kind
 from pypxe_homelab.identity import is_pi_serial
-from pypxe_homelab.logging_setup import log_event
+from pypxe_homelab.logging_setup import held_output, log_event
 from pypxe_homelab.metrics import Metrics
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.services.dhcp import InterfaceInfo, ProxyDhcpService
@@ -329,7 +329,9 @@ class Server:
             privileges.check_data_root(inventory.paths.root)
             privileges.check_config_readable(self.config_path)
             store = StateStore(inventory.paths.state_db)
-            recorder = Recorder(store, listeners=(_log_recorded, self.metrics.recorded))
+            recorder = Recorder(
+                store, listeners=(_log_recorded, self.metrics.recorded), around_batch=held_output
+            )
             advertise = inventory.server.address or ipaddress.IPv4Address(interfaces[0].address)
             served = tuple(ipaddress.IPv4Interface(f"{i.address}/{i.netmask}") for i in interfaces)
             runtime = Runtime(inventory, store, recorder.emit, advertise, inventory.server.http_port, served)

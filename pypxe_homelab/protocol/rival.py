@@ -29,6 +29,8 @@ class RivalOffer:
 def rival_offer(payload: bytes, source: str, own: Collection[str]) -> RivalOffer | None:
     """The rival boot answer in ``payload`` (from ``source``), or None: not an OFFER/ACK, ours, or no boot
     information in it (a plain router's offer with neither option 60 PXEClient nor a boot file)."""
+    if source in own or not payload or payload[0] != BOOTREPLY:
+        return None  # our own broadcast heard back, or no reply at all: no parse
     reply = parse_request(payload)
     if reply is None or reply.op != BOOTREPLY or reply.message_type not in (OFFER, ACK):
         return None

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_PORT = 68
 POLL_SECONDS = 2.0
+LATE_SECONDS = 60.0  # how late an event may reach the store (the recorder queue) and still be diagnosed
 
 
 class _RivalEndpoint(asyncio.DatagramProtocol):
@@ -123,6 +124,7 @@ class Diagnoser:
         # (device, attempt, last seen) already looked at: an attempt is looked at again only after it was
         # heard from again (a long transfer sends no events until it ends, so it can look quiet halfway)
         self._done: set[tuple[str, float, float]] = set()
+        self._checked_until = 0.0  # devices last seen before this were looked at (less LATE_SECONDS)
 
     def check(self, now: float | None = None) -> list[Event]:
         """Diagnose every machine whose current attempt has been quiet long enough; returns the events sent."""
@@ -130,8 +132,12 @@ class Diagnoser:
         quiet = inventory.server.diagnose_after
         now = time.time() if now is None else now
         sent = []
-        for rec in self._store.devices():
-            if not rec.boots or rec.boot_started is None or now - rec.last_seen < quiet:
+        cutoff = now - quiet
+        # only the devices that went quiet since the last look: an index range, not every device
+        since, self._checked_until = self._checked_until - LATE_SECONDS, cutoff
+        self._done = {key for key in self._done if key[2] >= since}
+        for rec in self._store.devices_seen_between(since, cutoff):
+            if not rec.boots or rec.boot_started is None:
                 continue
             key = (rec.device_id, rec.boot_started, rec.last_seen)
             if key in self._done:

@@ -9,6 +9,7 @@ counted, and the drop is logged once a minute.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from pypxe_homelab.events import Event
@@ -44,10 +45,15 @@ class Recorder:
     """A queue and one thread between the services and the state store."""
 
     def __init__(
-        self, store: EventStore, listeners: tuple[Listener, ...] = (), maxsize: int = MAX_QUEUED
+        self,
+        store: EventStore,
+        listeners: tuple[Listener, ...] = (),
+        maxsize: int = MAX_QUEUED,
+        around_batch: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self._store = store
         self._listeners = listeners
+        self._around_batch = around_batch  # e.g. the log's held_output: one write per batch of log lines
         self._maxsize = maxsize
         self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -133,9 +139,13 @@ class Recorder:
             log.exception("state: recording %d event(s) failed", len(batch))
             ids = [None] * len(batch)
         each = (time.perf_counter() - started) / len(batch)
+        with self._around_batch():
+            self._tell(batch, ids, each)
+
+    def _tell(self, batch: list[Event], ids: list[str | None], each: float) -> None:
         for event, device_id in zip(batch, ids, strict=True):
             if device_id and event.device_id is None:  # e.g. a hex-IP or UUID config name, told by the store
-                event = replace(event, device_id=device_id)
+                event = event.evolve(device_id=device_id)
             for listener in self._listeners:
                 try:
                     listener(event, each)

@@ -778,6 +778,15 @@ class StateStore:
             ).fetchall()
         return [DeviceRecord.from_json(json.loads(r[0])) for r in rows]
 
+    def devices_seen_between(self, since: float, until: float) -> list[DeviceRecord]:
+        """Devices last seen in [``since``, ``until``], oldest first (an index range, not a scan)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM devices WHERE last_seen >= ? AND last_seen <= ? ORDER BY last_seen",
+                (since, until),
+            ).fetchall()
+        return [DeviceRecord.from_json(json.loads(r[0])) for r in rows]
+
     def device_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0])

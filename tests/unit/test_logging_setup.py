@@ -78,3 +78,35 @@ def test_debug_keeps_the_traceback() -> None:
     assert first.endswith("could not record x: ValueError: boom")
     assert rest.startswith("Traceback (most recent call last):") and "raise ValueError" in rest
     assert "raise ValueError" in json.loads(JsonFormatter(debug=True).format(_error_record()))["traceback"]
+
+
+def test_held_lines_are_written_at_once_and_other_threads_are_not_held() -> None:
+    import io
+    import threading
+
+    from pypxe_homelab.logging_setup import HoldingStreamHandler, TextFormatter
+
+    class Stream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Stream.writes += 1
+            return super().write(text)
+
+    stream = Stream()
+    handler = HoldingStreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("test.held")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    with handler.held():
+        for n in range(100):
+            logger.info("event %d", n)
+        other = threading.Thread(target=logger.info, args=("from another thread",))
+        other.start()
+        other.join()
+        assert stream.getvalue().endswith("from another thread\n")  # not held
+        assert "event 0" not in stream.getvalue()
+    assert stream.getvalue().count("event ") == 100 and Stream.writes == 2
+    logger.info("after")
+    assert stream.getvalue().endswith("after\n")
