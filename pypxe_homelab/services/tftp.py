@@ -312,6 +312,8 @@ class TftpService:
         by_fd = self._by_fd
         readers = self._readers
         listeners = self._listeners
+        assert self._wake_r is not None
+        wake = self._wake_r.fileno()
         monotonic = time.monotonic
         stopping = self._stopping.is_set
         perf_counter = time.perf_counter
@@ -319,7 +321,7 @@ class TftpService:
         credit = 1 if spin > 0 else -(1 << 62)
         sleeps = 0
         next_sweep = 0.0
-        while not stopping():
+        while True:  # stop() sets ``_stopping`` and wakes the loop through ``wake``, which ends it below
             try:
                 ready = None
                 if credit > 0 and readers:  # a client answered quickly lately: wait for it without sleeping
@@ -345,11 +347,11 @@ class TftpService:
                 time.sleep(0.05)
                 continue
             # Transfers first: a final ACK and the next RRQ from the same port may arrive together.
-            listener_ready = False
+            others = False
             for fd, _mask in ready:
                 read = readers.get(fd)
                 if read is None:
-                    listener_ready = True
+                    others = True
                     continue
                 try:
                     outcome = read()
@@ -358,11 +360,13 @@ class TftpService:
                     continue
                 if outcome is not None:
                     self._guard(self._on_outcome, by_fd[fd], outcome)
-            if listener_ready:
+            if others:
                 for fd, _mask in ready:
                     if fd in listeners:
                         self._guard(self._on_request, fd)
-            now = monotonic()
+                    elif fd == wake and stopping():
+                        return
+            now = monotonic()  # once per wake-up: no transfer reads the clock
             if now >= next_sweep:
                 self._guard(self._sweep, now)
                 next_sweep = now + min(0.1, self.resend_timeout / 4)
@@ -564,7 +568,7 @@ class TftpService:
     def _sweep(self, now: float) -> None:
         """Send overdue windows again and drop transfers whose client stopped answering."""
         tries = self.resend_tries
-        for running in [r for r in self._by_client.values() if now >= r.transfer.deadline]:
+        for running in [r for r in self._by_client.values() if r.transfer.overdue(now)]:
             transfer = running.transfer
             if transfer.tries >= tries:
                 if transfer.awaiting_oack_ack:

@@ -1,10 +1,14 @@
 """One TFTP download on its own UDP port: DATA blocks in windows, ACKs, retransmission (RFC 1350, 7440).
 
 The hot path of the TFTP server lives here, so it is written for few Python operations per packet. Blocks are
-read ahead in chunks: one ``os.preadv`` fills a reusable buffer in which every block already sits behind its
-own 4-byte DATA header (written once per chunk with ``struct.pack_into``), so sending a block is one
-``sendto`` of a prebuilt memoryview, with no copy and no allocation. Block numbers are absolute integers
-here; the wire's 16-bit number rolls over from 65535 to 0 (``tftp_wire.acknowledged`` reads ACKs back).
+read ahead in chunks of ``CHUNK_BYTES``: one ``os.preadv`` fills a reusable buffer in which every block already
+sits behind its own 4-byte DATA header, so sending a block is one ``sendto`` of a prebuilt memoryview, with no
+copy and no allocation. The opcodes are written once per transfer and the block numbers once per chunk, as two
+strided slice assignments (no Python loop per block). The ACK that completes the window in flight is kept as
+bytes, so the common ACK is recognised with one comparison; anything else takes the general path
+(``tftp_wire.acknowledged``). Nothing here reads the clock: the service's sweep notices a transfer that has
+not sent for ``timeout`` seconds from ``sends`` (a counter bumped by every send). Block numbers are absolute
+integers here; the wire's 16-bit number rolls over from 65535 to 0.
 
 Window rules (RFC 7440; a window of 1 is RFC 1350 lock-step):
 
@@ -22,17 +26,23 @@ import contextlib
 import os
 import socket
 import struct
-import time
 
 from pypxe_homelab.protocol.tftp_wire import (
+    OP_ACK,
     OP_DATA,
+    OP_ERROR,
     acknowledged,
     block_count,
     oack_packet,
 )
 
-_DATA_HEADER = struct.Struct("!HH")
-_CHUNK_BYTES = 16384  # read-ahead per chunk in lock-step; a window always fits one chunk
+_ACK = struct.Struct("!HH").pack
+CHUNK_BYTES = 65536  # read-ahead per chunk (a window always fits one chunk, so it may be larger)
+# Byte n of these is the high / low byte of block number n: a chunk's numbers are one slice of each.
+_HIGH = b"".join(bytes([high]) * 256 for high in range(256))
+_LOW = bytes(range(256)) * 256
+_FOREVER = float("inf")
+_IOV_MAX = 1024  # buffers one preadv takes (Linux UIO_MAXIOV)
 
 # What ``readable`` tells the service (None: nothing for it to do).
 DONE = "done"
@@ -53,7 +63,16 @@ class BlockSource:
     def fill(self, views: list[memoryview], offset: int) -> int:
         """Read from ``offset`` into ``views`` one after the other; the number of bytes read."""
         if self.fd is not None:
-            return os.preadv(self.fd, views, offset)
+            if len(views) <= _IOV_MAX:
+                return os.preadv(self.fd, views, offset)
+            total = 0
+            for at in range(0, len(views), _IOV_MAX):  # small blocks: more buffers than one call takes
+                group = views[at : at + _IOV_MAX]
+                got = os.preadv(self.fd, group, offset + total)
+                total += got
+                if got < sum(len(view) for view in group):
+                    break
+            return total
         assert self.data is not None
         total = 0
         for view in views:
@@ -71,7 +90,8 @@ class BlockSource:
 
 
 class Transfer:
-    """A running download. The service owns the socket's registration and the events; this owns the blocks."""
+    """A running download. The service owns the socket's registration, the timer and the events; this owns
+    the blocks."""
 
     __slots__ = (
         "sock",
@@ -84,17 +104,24 @@ class Transfer:
         "last",
         "acked",
         "sent",
+        "expect",
+        "sends",
+        "seen_sends",
+        "seen_acked",
         "deadline",
         "tries",
-        "heard_back",
         "dup_resend_allowed",
         "stranger",
         "received",
-        "_rbuf",
-        "_recv_into",
+        "_heard",
+        "_recvfrom",
+        "_sendto",
         "_buf",
         "_slots",
         "_data_views",
+        "_views",
+        "_high",
+        "_low",
         "_packets",
         "_first",
         "_count",
@@ -121,19 +148,27 @@ class Transfer:
         self.last = block_count(source.size, blksize)  # the final block (shorter than blksize, maybe empty)
         self.acked = -1 if options else 0  # block 0 is the OACK
         self.sent = self.acked
-        self.deadline = 0.0
+        self.expect = b""  # the ACK that completes what was sent last
+        self.sends = 0  # bumped by every send; the service's sweep compares it with seen_sends
+        self.seen_sends = 0
+        self.seen_acked = self.acked
+        self.deadline = _FOREVER  # set by the sweep once it has seen the latest send
         self.tries = 0
-        self.heard_back = False
         self.dup_resend_allowed = False
         self.stranger: tuple[str, int] | None = None
         self.received = bytearray(4)  # the last datagram from the client, when the service needs it
-        self._rbuf = memoryview(bytearray(516))
-        self._recv_into = sock.recvfrom_into
-        slots = max(windowsize, _CHUNK_BYTES // blksize, 1)
+        self._heard = False
+        self._recvfrom = sock.recvfrom
+        self._sendto = sock.sendto
+        slots = max(windowsize, CHUNK_BYTES // blksize, 1)
         self._slots = min(slots, self.last)
         step = blksize + 4
         buf = self._buf = memoryview(bytearray(self._slots * step))
-        self._data_views = [buf[i * step + 4 : (i + 1) * step] for i in range(self._slots)]
+        buf[1::step] = bytes([OP_DATA]) * self._slots  # byte 0 of every header stays 0
+        self._high = buf[2::step]
+        self._low = buf[3::step]
+        self._views = [buf[i * step : (i + 1) * step] for i in range(self._slots)]
+        self._data_views = [view[4:] for view in self._views]
         self._packets: list[memoryview] = []
         self._first = 1  # absolute number of the block in slot 0
         self._count = 0  # blocks filled in the buffer
@@ -149,50 +184,60 @@ class Transfer:
     def _send_oack(self) -> None:
         assert self.oack is not None
         self.sent = max(self.sent, 0)
-        self.deadline = time.monotonic() + self.timeout
+        self.expect = _ACK(OP_ACK, 0)
+        self.sends += 1
         with contextlib.suppress(OSError):  # if it fails, the retransmission timer sends it again
-            self.sock.sendto(self.oack, self.client)
+            self._sendto(self.oack, self.client)
 
     def send_window(self, start: int) -> None:
         """Send blocks ``start`` … ``start + windowsize - 1`` (never past the final block)."""
-        end = min(start + self.windowsize - 1, self.last)
+        end = start + self.windowsize - 1
+        if end > self.last:
+            end = self.last
         first = self._first
         if start < first or end >= first + self._count:
             self._fill(start)
             first = start
-            end = min(end, self.last)  # a file that shrank under us ends sooner
+            if end > self.last:
+                end = self.last  # a file that shrank under us ends sooner
         packets = self._packets
-        sendto = self.sock.sendto
+        sendto = self._sendto
         client = self.client
         try:
-            for index in range(start - first, end - first + 1):
-                sendto(packets[index], client)
+            if start == end:
+                sendto(packets[start - first], client)
+            else:
+                for index in range(start - first, end - first + 1):
+                    sendto(packets[index], client)
         except OSError:
             pass  # a full send buffer: the retransmission timer sends the window again
         if end > self.sent:
             self.sent = end
+        self.expect = _ACK(OP_ACK, end & 0xFFFF)
         self.dup_resend_allowed = True
-        self.deadline = time.monotonic() + self.timeout
+        self.sends += 1
 
     def _fill(self, start: int) -> None:
-        """Read blocks ``start`` … into the buffer and write their DATA headers."""
+        """Read blocks ``start`` … into the buffer and write their block numbers."""
         blksize = self.blksize
-        step = blksize + 4
         count = min(self._slots, self.last - start + 1)
         offset = (start - 1) * blksize
         wanted = max(0, min(count * blksize, self.source.size - offset))
         got = min(self.source.fill(self._data_views[:count], offset), wanted) if wanted else 0
-        buf = self._buf
-        pack_into = _DATA_HEADER.pack_into
-        packets = []
-        for index in range(count):
-            length = min(blksize, max(0, got - index * blksize))
-            at = index * step
-            pack_into(buf, at, OP_DATA, (start + index) & 0xFFFF)
-            packets.append(buf[at : at + 4 + length])
-            if length < blksize:
-                self.last = start + index  # a short block is the final one
-                break
+        wire = start & 0xFFFF
+        head = min(count, 0x10000 - wire)  # numbers before a rollover to 0, then the rest
+        self._high[:head] = _HIGH[wire : wire + head]
+        self._low[:head] = _LOW[wire : wire + head]
+        if head < count:
+            self._high[head:count] = _HIGH[: count - head]
+            self._low[head:count] = _LOW[: count - head]
+        full = got // blksize  # blocks filled completely; the one after them (if any) is the final one
+        if full >= count:
+            packets = self._views if count == self._slots else self._views[:count]
+        else:
+            packets = self._views[: full + 1]
+            packets[full] = packets[full][: 4 + got - full * blksize]
+            self.last = start + full  # a short block is the final one
         self._packets = packets
         self._first = start
         self._count = len(packets)
@@ -209,19 +254,28 @@ class Transfer:
     def readable(self) -> str | None:
         """Handle one datagram on the transfer's port; what the service must do about it, if anything."""
         try:
-            length, sender = self._recv_into(self._rbuf)
+            data, sender = self._recvfrom(516)
         except OSError:
             return None
         if sender != self.client:
             self.stranger = sender
             return STRANGER
-        rbuf = self._rbuf
-        if length < 4 or rbuf[0] != 0:
+        if data == self.expect:  # everything sent so far arrived: the common case
+            block = self.acked = self.sent
+            if block >= self.last:
+                return DONE
+            self.send_window(block + 1)
             return None
-        op = rbuf[1]
-        if op == 4:  # ACK
-            self.heard_back = True
-            wire = (rbuf[2] << 8) | rbuf[3]
+        return self._other(data)
+
+    def _other(self, data: bytes) -> str | None:
+        """Any datagram but the ACK of everything sent: an ACK from inside the window, a duplicate, an error."""
+        if len(data) < 4 or data[0] != 0:
+            return None
+        op = data[1]
+        if op == OP_ACK:
+            self._heard = True
+            wire = (data[2] << 8) | data[3]
             acked = self.acked
             block = acknowledged(wire, acked, self.sent)
             if block is None:
@@ -230,18 +284,35 @@ class Transfer:
                     self.send_window(acked + 1)  # the first block of the window never arrived
                 return None
             self.acked = block
-            self.tries = 0
             if block >= self.last:
                 return DONE
             self.send_window(block + 1)
             return None
-        if op == 5:  # ERROR
-            self.heard_back = True
-            self.received = bytearray(rbuf[:length])
+        if op == OP_ERROR:
+            self._heard = True
+            self.received = bytearray(data)
             return CLIENT_ERROR
         return None
 
+    # ---- the timer (run by the service's sweep, never per packet) ------------------
+    def overdue(self, now: float) -> bool:
+        """True when nothing was sent for ``timeout`` seconds since the sweep last saw a send (so a resend is
+        never early; at most one sweep late). Progress since the last look resets ``tries``."""
+        if self.sends != self.seen_sends:
+            self.seen_sends = self.sends
+            self.deadline = now + self.timeout
+            if self.acked != self.seen_acked:
+                self.seen_acked = self.acked
+                self.tries = 0
+            return False
+        return now >= self.deadline
+
     # ---- facts for events --------------------------------------------------------
+    @property
+    def heard_back(self) -> bool:
+        """True once the client answered anything (an ACK or an ERROR)."""
+        return self._heard or self.acked > (-1 if self.oack is not None else 0)
+
     @property
     def bytes_sent(self) -> int:
         """Bytes of the file up to the end of the highest block sent."""
