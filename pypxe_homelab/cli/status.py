@@ -24,8 +24,7 @@ from pypxe_homelab.errors import UserError
 from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.iscsi.desired import disk_path, node_image_path
 from pypxe_homelab.iscsi.disks import recreate_disk
-from pypxe_homelab.state.store import StateStore
-from pypxe_homelab.state.views import node_view, nodes_view
+from pypxe_homelab.state.views import node_view, nodes_page, nodes_view
 from pypxe_homelab.state.views import timeline_view as events_view
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
 
@@ -84,8 +83,13 @@ def state_text(state: str) -> Text:
 MAX_UNREGISTERED_ROWS = 20  # after a boot storm thousands may be known; `probe` and --json list them all
 
 
-def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGISTERED_ROWS) -> Table:
-    """Every registered node, then the ``max_unregistered`` most recently seen machines that are not."""
+def nodes_table(
+    nodes: list[dict[str, Any]],
+    max_unregistered: int = MAX_UNREGISTERED_ROWS,
+    unregistered_total: int | None = None,
+) -> Table:
+    """Every registered node, then the ``max_unregistered`` most recently seen machines that are not
+    (``unregistered_total``: how many there are, when ``nodes`` holds only that page of them)."""
     table = Table(title="Nodes", expand=False, header_style="bold")
     for column in ("Node", "State", "Progress", "Last seen", "Stage", "Address", "OS", "Why it stopped"):
         table.add_column(column, no_wrap=column in ("Node", "State", "Progress"))
@@ -95,7 +99,7 @@ def nodes_table(nodes: list[dict[str, Any]], max_unregistered: int = MAX_UNREGIS
         key=lambda n: n.get("last_seen") or 0,
         reverse=True,
     )
-    hidden = max(0, len(others) - max_unregistered)
+    hidden = max(0, (len(others) if unregistered_total is None else unregistered_total) - max_unregistered)
     for n in registered + others[:max_unregistered]:
         name = n.get("hostname")
         table.add_row(
@@ -158,13 +162,20 @@ def run_live(render: Callable[[], RenderableType], console: Console) -> None:
         pass
 
 
-def _offline_views(inventory: Inventory, device_id: str | None, limit: int) -> tuple[Any, Any] | None:
-    """(nodes or node, events) read straight from the state db when no server runs; None without a db."""
+def _offline_views(
+    inventory: Inventory, device_id: str | None, limit: int, table: bool
+) -> tuple[Any, Any] | None:
+    """(nodes or node, events) read straight from the state db when no server runs; None without a db.
+    With ``table``, the nodes are (the page a table shows, how many unregistered in all)."""
     db = inventory.paths.state_db
     if not db.exists():
         return None
+    from pypxe_homelab.state.store import StateStore  # on use: with a server running it is not needed
+
     store = StateStore(db, use_arp=False)
     try:
+        if device_id is None and table:
+            return nodes_page(inventory, store, MAX_UNREGISTERED_ROWS), None
         if device_id is None:
             return nodes_view(inventory, store), None
         return node_view(inventory, store, device_id), events_view(store, device_id, limit)
@@ -209,6 +220,8 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
     out = console()
 
     def fetch() -> tuple[Any, Any]:
+        if device_id is None and not as_json:
+            return api.nodes_page(MAX_UNREGISTERED_ROWS), None  # what the table shows, not every device
         if device_id is None:
             return api.nodes(), None
         return api.node(device_id), api.events(device_id, limit)
@@ -220,7 +233,7 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
     except ApiError as exc:
         raise UserError(str(exc)) from None
     if data is None:
-        offline = _offline_views(inventory, device_id, limit)
+        offline = _offline_views(inventory, device_id, limit, table=not as_json)
         if offline is None and (device_id is None or inventory.node(device_id) is None):
             raise UserError(start_hint(obj.config_path, port)) from None
         data, events = offline or (None, None)
@@ -235,7 +248,11 @@ def status(obj: CliContext, device_id: str | None, once: bool, as_json: bool, li
         return
 
     def view() -> RenderableType:
-        return nodes_table(data) if device_id is None else node_status(inventory, data, events)
+        return (
+            nodes_table(data[0], unregistered_total=data[1])
+            if device_id is None
+            else node_status(inventory, data, events)
+        )
 
     def render() -> RenderableType:
         nonlocal data, events

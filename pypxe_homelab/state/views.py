@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pypxe_homelab.config.hostnet import network_of
 from pypxe_homelab.config.model import Inventory, Node
 from pypxe_homelab.identity import add_command, address_note
 from pypxe_homelab.state.discovery import DeviceRecord
-from pypxe_homelab.state.store import StateStore
+
+if TYPE_CHECKING:  # the CLI asking a running server's API never loads the store (sqlite3 and its tables)
+    from pypxe_homelab.state.store import StateStore
 
 
 def device_facts(rec: DeviceRecord) -> dict[str, Any]:
@@ -91,6 +93,21 @@ def nodes_view(inventory: Inventory, store: StateStore) -> list[dict[str, Any]]:
     ]
     out += [_unregistered_json(r) for r in records.values() if r.device_id not in inventory.nodes]
     return out
+
+
+def nodes_page(
+    inventory: Inventory, store: StateStore, unregistered: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Every registered node, then the ``unregistered`` most recently seen devices that are not, and how many
+    are not registered in all: what a table shows, read as a page instead of every device record."""
+    out, seen = [], 0
+    for node in inventory.nodes.values():
+        rec = store.device(node.device_id)
+        seen += rec is not None
+        out.append(_node_json(inventory, store, node, rec))
+    page = store.devices(limit=max(0, unregistered) + len(inventory.nodes))
+    out += [_unregistered_json(r) for r in page if r.device_id not in inventory.nodes][: max(0, unregistered)]
+    return out, store.device_count() - seen
 
 
 def node_view(inventory: Inventory, store: StateStore, device_id: str) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from pypxe_homelab.events import CallbackDetail, InstallDetail, callback_event, 
 from pypxe_homelab.identity import DEVICE_ID_PATTERN, mac_of_device_id
 from pypxe_homelab.runtime import Runtime
 from pypxe_homelab.state.store import Notification
-from pypxe_homelab.state.views import devices_view, node_view, nodes_view, timeline_view
+from pypxe_homelab.state.views import devices_view, node_view, nodes_page, nodes_view, timeline_view
 from pypxe_homelab.web.client import LOCAL_HEADER
 
 log = logging.getLogger("pypxe_homelab.web")
@@ -93,7 +93,11 @@ class _Api:
 
     async def nodes(self, request: web.Request) -> web.Response:
         rt = self._runtime()
-        return web.json_response({"nodes": nodes_view(rt.inventory, rt.store)})
+        limit = request.query.get("unregistered", "")
+        if not limit.isdigit():
+            return web.json_response({"nodes": nodes_view(rt.inventory, rt.store)})
+        nodes, total = nodes_page(rt.inventory, rt.store, int(limit))
+        return web.json_response({"nodes": nodes, "unregistered_total": total})
 
     async def node(self, request: web.Request) -> web.Response:
         rt = self._runtime()

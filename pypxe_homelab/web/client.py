@@ -48,6 +48,12 @@ class ApiClient:
     def nodes(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/nodes")["nodes"]
 
+    def nodes_page(self, unregistered: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The registered nodes and the ``unregistered`` most recent others, and how many others there are
+        (None from a server that sends every node)."""
+        data = self._call("GET", f"/api/nodes?unregistered={int(unregistered)}")
+        return data["nodes"], data.get("unregistered_total")
+
     def node(self, device_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/nodes/{device_id}")
 

@@ -66,3 +66,27 @@ def test_status_shows_registered_nodes_and_only_the_latest_unregistered() -> Non
     shown = list(table.columns[0]._cells)
     assert shown == ["01-52-54-00-00-00-01", *[f"01-52-54-02-00-00-{i:02x}" for i in (49, 48, 47, 46, 45)]]
     assert table.caption is not None and "45 more" in str(table.caption)
+
+
+def test_the_table_reads_a_page_of_the_store_not_every_device() -> None:
+    import time
+
+    from pypxe_homelab.config.model import Inventory, Node
+    from pypxe_homelab.events import Event
+    from pypxe_homelab.state.store import StateStore
+    from pypxe_homelab.state.views import nodes_page, nodes_view
+
+    store = StateStore(None, use_arp=False)
+    now = time.time()
+    macs = ["52:54:00:00:00:01", *(f"52:54:02:00:{i // 256:02x}:{i % 256:02x}" for i in range(300))]
+    store.record_many(
+        [Event("dhcp.offer", "0.0.0.0:68", None, m, {"port": 67}, now + n) for n, m in enumerate(macs)]
+    )
+    inventory = Inventory(nodes={"01-52-54-00-00-00-01": Node("01-52-54-00-00-00-01")})
+    nodes, total = nodes_page(inventory, store, 20)
+    everything = nodes_view(inventory, store)
+    assert total == 300 and len(nodes) == 21
+    assert nodes == everything[:21]  # the node, then the 20 seen last, as the whole view orders them
+    table = nodes_table(nodes, unregistered_total=total)
+    assert "280 more" in str(table.caption)
+    assert len(list(table.columns[0]._cells)) == 21
