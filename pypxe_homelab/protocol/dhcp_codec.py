@@ -18,9 +18,16 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from scapy.layers.dhcp import BOOTP, DHCP, DHCPRevOptions
+from scapy.config import conf as _scapy_conf
 
-from pypxe_homelab.protocol import pxe_options
+# scapy is the codec only (it never sends here): it need not read the host's IPv4 and IPv6 routing tables as its
+# layers load, which is most of the time importing it takes
+_scapy_conf.route_autoload = False
+_scapy_conf.route6_autoload = False
+
+from scapy.layers.dhcp import BOOTP, DHCP, DHCPRevOptions  # noqa: E402
+
+from pypxe_homelab.protocol import pxe_options  # noqa: E402
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 HEADER_LEN = 236
