@@ -20,7 +20,8 @@ import yaml
 from passlib.hash import sha512_crypt
 
 from pypxe_homelab.assets.autoinstall_schema import validate_autoinstall
-from pypxe_homelab.assets.images import image_paths, image_release, iso_file_name, load_catalogue
+from pypxe_homelab.assets.bootloaders import is_ipxe_loader
+from pypxe_homelab.assets.images import image_chain, image_paths, image_release, iso_file_name, load_catalogue
 from pypxe_homelab.boot.kernel_cmdline import cmdline_problems, installer_tokens
 from pypxe_homelab.boot.rendering import render_template
 from pypxe_homelab.config import values as V
@@ -301,6 +302,16 @@ def seed_file(
     return None
 
 
+def secure_boot_chain_missing(inventory: Inventory, node: Node, image: str) -> bool:
+    """Whether a Secure Boot node installing ``image`` would be sent a signed chain that cannot start the
+    image's kernel: no Ubuntu chain in the image, and not iPXE's signed chain (whose ``shim`` can)."""
+    if not inventory.secure_boot(node) or node.is_pi:
+        return False
+    if is_ipxe_loader(inventory.server.secure_boot_loaders.get("efi64", "")):
+        return False
+    return image_chain(inventory.paths.httproot, image) is None
+
+
 def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = None) -> list[str]:
     """Every problem that would stop ``node`` from installing, one line each naming the node; [] when fine."""
     raw = _raw(inventory, node)
@@ -323,6 +334,13 @@ def check_node(inventory: Inventory, node: Node, *, host: HostNetwork | None = N
             problems.append(
                 f"{where}: image {eff.os!r} is not fetched yet; run `pypxe-homelab images fetch {eff.os}` "
                 f"(without internet: `pypxe-homelab images add PATH.iso --name {eff.os}`)"
+            )
+        elif secure_boot_chain_missing(inventory, raw, eff.os):
+            problems.append(
+                f"{where}: secure_boot is on but image {eff.os!r} carries no Ubuntu Secure Boot chain (shim and "
+                "signed network GRUB from its ISO), and Debian's chain refuses Ubuntu's kernel: run "
+                f"`pypxe-homelab images fetch {eff.os}` (or `images add` again) to read the chain from the ISO, "
+                "or switch Secure Boot off in the machine's firmware for the install"
             )
         tokens = installer_tokens("http://255.255.255.255:65535", raw.device_id, iso_file, eff.cmdline)
         problems += [f"{where}: {p}" for p in cmdline_problems(tokens)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,17 @@ def test_other_machines_keep_their_loader(tmp_path: Path, node: dict, expected: 
     inv = chain_inventory(tmp_path, **node)
     ack = decide(req("edk2_binl_4011"), 4011, inv, SERVER)
     assert ack is not None and ack.boot_file == expected
+
+
+def test_a_secure_boot_node_whose_image_has_no_chain_is_told_why_it_does_not_install(tmp_path: Path) -> None:
+    from pypxe_homelab.boot.autoinstall import secure_boot_chain_missing
+
+    inv = chain_inventory(tmp_path)
+    node = inv.nodes[NODE]
+    assert not secure_boot_chain_missing(inv, node, "noble")
+    root = tmp_path / "root" / "httproot"
+    images.add_image(ubuntu_iso(tmp_path / "v.iso", pool=False), "noble", root)  # an ISO without the package
+    assert secure_boot_chain_missing(inv, node, "noble")
+    ipxe = replace(inv.server, secure_boot_loaders={"efi64": "ipxe-sb/x64/snponly-shim.efi"})
+    assert not secure_boot_chain_missing(replace(inv, server=ipxe), node, "noble")  # iPXE's shim command can
+    assert not secure_boot_chain_missing(inv, replace(node, secure_boot=False), "noble")
