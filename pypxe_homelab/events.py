@@ -194,6 +194,7 @@ DETAIL_FIELDS: Mapping[Kind, frozenset[str]] = {
 }
 # Added when an event is read back from the store: how often a folded retry happened.
 STORED_FIELDS = frozenset({"repeat"})
+_ALLOWED: Mapping[Kind, frozenset[str]] = {k: names | STORED_FIELDS for k, names in DETAIL_FIELDS.items()}
 
 
 @dataclass(frozen=True)
@@ -212,11 +213,13 @@ class Event:
     time: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        kind = Kind(self.kind)  # ValueError for a kind that is not defined
-        if kind is not self.kind:
+        kind = self.kind
+        if type(kind) is not Kind:  # a name read back: ValueError for a kind that is not defined
+            kind = Kind(kind)
             object.__setattr__(self, "kind", kind)
-        unknown = self.detail.keys() - DETAIL_FIELDS[kind] - STORED_FIELDS
-        if unknown:
+        allowed = _ALLOWED[kind]
+        if not allowed.issuperset(self.detail):
+            unknown = self.detail.keys() - allowed
             raise ValueError(f"event {kind}: fields not defined for this kind: {', '.join(sorted(unknown))}")
 
 
