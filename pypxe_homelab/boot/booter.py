@@ -10,9 +10,10 @@ style is one answer variant (if the wire needs a new shape) plus one rule here; 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -58,12 +59,13 @@ from pypxe_homelab.protocol.proxydhcp import (
     read_ask,
     reply_for,
 )
-from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.rootfiles import static_entry, static_file
 
 HTTP_BOOTFILES = "bootfiles"  # /bootfiles/<path>: a loader of tftproot, for UEFI HTTP Boot
 UBUNTU_CHAIN = (
     "ubuntu-sb"  # TFTP ubuntu-sb/<image>/{shimx64,grubx64,mmx64}.efi: the chain of a node's own ISO
 )
+_BOOTFILES_PREFIX = HTTP_BOOTFILES + "/"
 HTTP_IPXE_WINDOW = 300.0  # seconds an HTTP-booted iPXE is expected to ask for its script
 
 # What a served file is, for the timeline and the install lifecycle.
@@ -121,6 +123,8 @@ class FileAnswer:
     what: str = "file"  # loader / config / kernel / initrd / iso / cloud-init / file
     device_id: str | None = None
     mac: str | None = None
+    # what stat said of ``path`` as it was found, when known (the HTTP service then need not ask again)
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.path is None):
@@ -445,17 +449,17 @@ class InventoryBooter:
     def http(self, ask: HttpAsk) -> FileAnswer | HttpRefusal:
         env = self._env()
         inventory = env.inventory
-        if ask.path.startswith(HTTP_BOOTFILES + "/"):  # UEFI HTTP Boot: loaders from tftproot
-            rel = ask.path.removeprefix(HTTP_BOOTFILES + "/")
+        if ask.path.startswith(_BOOTFILES_PREFIX):  # UEFI HTTP Boot: loaders from tftproot
+            rel = ask.path.removeprefix(_BOOTFILES_PREFIX)
             mac = env.store.mac_for_ip(ask.client_ip) if ask.client_ip else None
             who = device_id_of_mac(mac) if mac else None
             try:
-                found = static_file(inventory.paths.tftproot, rel)
+                entry = static_entry(inventory.paths.tftproot, rel)
             except ValueError:
-                found = None
-            if found is None:
+                entry = None
+            if entry is None:
                 return HttpRefusal(404, f"not found: /{ask.path}", who, mac)
-            return FileAnswer(path=found, what="loader", device_id=who, mac=mac)
+            return FileAnswer(path=entry[0], what="loader", device_id=who, mac=mac, stat=entry[1])
         scoped = split_node_path(ask.path)
         if scoped is not None:
             device_id, rest = scoped
@@ -506,16 +510,18 @@ class InventoryBooter:
         registered = scoped if scoped is not None and inventory.node(scoped[0]) is not None else None
         requester, requester_mac = self._requester(ask, registered, env.store)
         try:
-            found = static_file(inventory.paths.httproot, ask.path)
+            entry = static_entry(inventory.paths.httproot, ask.path)
         except ValueError:  # PathRefused: an unsafe name is simply not there
-            found = None
-        if found is None:
+            entry = None
+        if entry is None:
             # a 404 outside a node's own paths is anybody's browser (/favicon.ico, /robots.txt): tied to no
             # machine, it creates no device record and moves no node
             if scoped is None:
                 return HttpRefusal(404, f"not found: /{ask.path}", None, None)
             return HttpRefusal(404, f"not found: /{ask.path}", requester, requester_mac)
-        return FileAnswer(path=found, what=file_kind(ask.path), device_id=requester, mac=requester_mac)
+        return FileAnswer(
+            path=entry[0], what=file_kind(ask.path), device_id=requester, mac=requester_mac, stat=entry[1]
+        )
 
     @staticmethod
     def _requester(

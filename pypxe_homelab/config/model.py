@@ -6,6 +6,7 @@ file and line. Every other module takes an ``Inventory`` and never looks at YAML
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -82,11 +83,11 @@ class ServerSettings:
 class Paths:
     root: Path = DEFAULT_ROOT
 
-    @property
-    def tftproot(self) -> Path:
+    @functools.cached_property
+    def tftproot(self) -> Path:  # cached: asked on every TFTP and HTTP request
         return self.root / "tftproot"
 
-    @property
+    @functools.cached_property
     def httproot(self) -> Path:
         return self.root / "httproot"
 

@@ -6,11 +6,13 @@ Pure functions only: a requested name goes in, a clean relative path (or a refus
 
 from __future__ import annotations
 
+import functools
 import re
 
 MAX_NAME_LENGTH = 255
 
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:(?:/|$)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PathRefused(ValueError):
@@ -21,6 +23,7 @@ class PathRefused(ValueError):
         super().__init__(reason)
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every TFTP and HTTP request, mostly for the same few names
 def normalise(raw: str) -> str:
     """Return ``raw`` as a clean path relative to the TFTP root, or raise PathRefused.
 
@@ -30,7 +33,7 @@ def normalise(raw: str) -> str:
     """
     if "\x00" in raw:
         raise PathRefused("NUL byte in the file name")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+    if _CONTROL.search(raw):
         raise PathRefused("control character in the file name")
     if len(raw) > MAX_NAME_LENGTH:
         raise PathRefused(f"file name longer than {MAX_NAME_LENGTH} characters")

@@ -92,44 +92,48 @@ class _Body:
 
 
 class SmallFiles:
-    """Bodies of small files (loader configs, scripts, seeds) kept in memory, keyed by what ``stat`` says of
-    the file, so an edited file is served fresh at once. Only plain GET/HEAD requests use it: a Range or a
-    conditional request goes to ``FileResponse``, which implements them."""
+    """Bodies of small files (loader configs, scripts, seeds) kept in memory with their response headers,
+    keyed by the real path and what ``stat`` says of the file, so an edited file is served fresh at once.
+    Only plain GET/HEAD requests use it (``plain``): a Range or a conditional request goes to ``FileResponse``,
+    which implements them."""
 
     MAX_SIZE = 64 * 1024
     MAX_FILES = 256
-    _PLAIN_ONLY = (
-        "Range",
-        "If-Range",
-        "If-Modified-Since",
-        "If-Unmodified-Since",
-        "If-Match",
-        "If-None-Match",
-    )
 
     def __init__(self) -> None:
-        self._bodies: dict[Path, tuple[tuple[int, int, int], _Body]] = {}
+        self._bodies: dict[str, tuple[tuple[int, int, int, int], _Body]] = {}
 
-    def get(self, path: Path, st: os.stat_result, request: web.BaseRequest) -> _Body | None:
-        """The body and headers for ``path`` (whose ``stat`` is ``st``), or None to use FileResponse."""
+    @staticmethod
+    def plain(headers: Mapping[str, str]) -> bool:
+        """Whether a request with ``headers`` may be answered from memory (no Range, no condition)."""
+        return not (
+            "Range" in headers
+            or "If-Range" in headers
+            or "If-Modified-Since" in headers
+            or "If-Unmodified-Since" in headers
+            or "If-Match" in headers
+            or "If-None-Match" in headers
+        )
+
+    def get(self, path: str, st: os.stat_result) -> _Body | None:
+        """The body and headers for the file at ``path`` (whose ``stat`` is ``st``), or None when it is not
+        small (or changed while read): then FileResponse serves it."""
         if st.st_size > self.MAX_SIZE or not stat.S_ISREG(st.st_mode):
             return None
-        headers = request.headers
-        if any(h in headers for h in self._PLAIN_ONLY):
-            return None
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         known = self._bodies.get(path)
         if known is not None and known[0] == stamp:
             return known[1]
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(self.MAX_SIZE + 1)
         except OSError:
             return None
         if len(data) != st.st_size:  # changed while read: let FileResponse deal with it
             return None
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         body = _Body(data, {"Content-Type": kind, "Last-Modified": formatdate(st.st_mtime, usegmt=True)})
-        if len(self._bodies) >= self.MAX_FILES:
+        if known is None and len(self._bodies) >= self.MAX_FILES:
             del self._bodies[next(iter(self._bodies))]
         self._bodies[path] = (stamp, body)
         return body
@@ -154,6 +158,7 @@ class HttpService:
         self._routes = list(routes)
         self._runner: web.AppRunner | None = None
         self._small = SmallFiles()
+        self._unreported: list[tuple[web.Request, FileAnswer, int, str]] = []
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -200,51 +205,73 @@ class HttpService:
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         rel = request.match_info["path"]
-        client = _client(request)
-        ask = HttpAsk(rel, request.remote or "", request.cookies.get(BOOTIF_COOKIE))
+        bootif = request.cookies.get(BOOTIF_COOKIE) if "Cookie" in request.headers else None
+        ask = HttpAsk(rel, request.remote or "", bootif)
         try:
             answer = self._booter.http(ask)
         except Exception as exc:  # a broken node must not take the server down
+            client = _client(request)
             log.error("cannot answer GET /%s from %s: %s", rel, client, exc)
             failure = HttpDetail(path=request.path, status=500, reason=str(exc))
             self._emit(http_event(Kind.HTTP_ERROR, client, None, None, failure))
             raise web.HTTPInternalServerError(text=f"cannot render {request.path}: {exc}\n") from exc
         if isinstance(answer, HttpRefusal):
             refusal = HttpDetail(path="/" + rel, status=answer.status, reason=answer.reason)
-            self._emit(http_event(Kind.HTTP_ERROR, client, answer.device_id, answer.mac, refusal))
+            self._emit(http_event(Kind.HTTP_ERROR, _client(request), answer.device_id, answer.mac, refusal))
             raise _refusal(answer)
-        return self._send(request, answer, client)
+        return self._send(request, answer)
 
-    def _send(self, request: web.Request, answer: FileAnswer, client: str) -> web.StreamResponse:
-        device_id, mac = answer.device_id, answer.mac
-        if answer.what == "cloud-init":
-            assert answer.data is not None and device_id is not None
-            name = request.path.rsplit("/", 1)[-1]
-            facts = CloudInitDetail(file=name, path=request.path, bytes=len(answer.data))
-            self._emit(cloud_init_event(client, device_id, mac, facts))
-            return web.Response(body=answer.data, content_type="text/plain", charset="utf-8")
+    def _send(self, request: web.Request, answer: FileAnswer) -> web.StreamResponse:
+        """The response for ``answer``. A body from memory (generated, or a small file) is reported once it is
+        sent (``_after_reply``); a file streamed by FileResponse is reported as it starts and as it ends."""
         if answer.data is not None:
-            detail = _detail(request, request.path, answer.what, len(answer.data))
-            self._emit(http_event(Kind.HTTP_GET, client, device_id, mac, detail))
-            sent = len(answer.data) if request.method != "HEAD" else 0
-            done = HttpDetail({**detail, "status": 200, "bytes": sent})
-            self._emit(http_event(Kind.HTTP_DONE, client, device_id, mac, done))
+            self._after_reply(request, answer, len(answer.data), request.path)
             return web.Response(body=answer.data, content_type="text/plain", charset="utf-8")
         assert answer.path is not None
-        st = answer.path.stat()
+        path = os.fspath(answer.path)
+        st = answer.stat or os.stat(path)
+        small = self._small.get(path, st) if SmallFiles.plain(request.headers) else None
+        if small is not None:
+            self._after_reply(request, answer, st.st_size, "/" + request.match_info["path"])
+            return web.Response(body=small.body, headers=small.headers)
+        client, device_id, mac = _client(request), answer.device_id, answer.mac
         detail = _detail(request, "/" + request.match_info["path"], answer.what, st.st_size)
         self._emit(http_event(Kind.HTTP_GET, client, device_id, mac, detail))
-        small = self._small.get(answer.path, st, request)
-        if small is not None:
-            sent = len(small.body) if request.method != "HEAD" else 0
-            done = HttpDetail({**detail, "status": 200, "bytes": sent})
-            self._emit(http_event(Kind.HTTP_DONE, client, device_id, mac, done))
-            return web.Response(body=small.body, headers=small.headers)
 
         def report(kind: Kind, facts: HttpDetail) -> None:
             self._emit(http_event(kind, client, device_id, mac, HttpDetail({**detail, **facts})))
 
         return _ReportedFileResponse(answer.path, report)
+
+    def _after_reply(self, request: web.Request, answer: FileAnswer, size: int, path: str) -> None:
+        """Report a body sent from memory once the handler has returned and aiohttp has written the reply
+        (one callback per loop iteration reports every reply written in it): building and queueing events
+        never delays a reply."""
+        if not self._unreported:
+            asyncio.get_running_loop().call_soon(self._report_replies)
+        self._unreported.append((request, answer, size, path))
+
+    def _report_replies(self) -> None:
+        replies, self._unreported = self._unreported, []
+        for reply in replies:
+            try:
+                self._report_sent(*reply)
+            except Exception:  # one odd report must not lose the others
+                log.exception("cannot report GET %s", reply[3])
+
+    def _report_sent(self, request: web.Request, answer: FileAnswer, size: int, path: str) -> None:
+        client, device_id, mac = _client(request), answer.device_id, answer.mac
+        if answer.what == "cloud-init":
+            assert device_id is not None
+            name = request.path.rsplit("/", 1)[-1]
+            facts = CloudInitDetail(file=name, path=request.path, bytes=size)
+            self._emit(cloud_init_event(client, device_id, mac, facts))
+            return
+        detail = _detail(request, path, answer.what, size)
+        self._emit(http_event(Kind.HTTP_GET, client, device_id, mac, detail))
+        sent = size if request.method != "HEAD" else 0
+        done = HttpDetail({**detail, "status": 200, "bytes": sent})
+        self._emit(http_event(Kind.HTTP_DONE, client, device_id, mac, done))
 
 
 def _refusal(answer: HttpRefusal) -> web.HTTPException:

@@ -354,6 +354,10 @@ class StateStore:
         return [note.device.device_id if note is not None else None for note in notes]
 
     def _record(self, event: Event) -> Notification | None:
+        if event.kind in HTTP_KINDS and not event.device_id and not event.mac:
+            # neither the request nor the address it came from named a machine: nothing to record (at best
+            # the address is known, which records nothing for HTTP, below), so no work per such request
+            return None
         ip = client_ip(event.client)
         device_id, mac, strong = self._resolve(event, ip)
         if device_id is None:

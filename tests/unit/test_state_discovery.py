@@ -211,3 +211,16 @@ def test_pure_helpers() -> None:
         )
     ] == ["loader", "config", "kernel", "initrd", "config"]
     assert starts_boot(None, Event("tftp.rrq"))
+
+
+def test_http_naming_no_machine_records_nothing_even_from_a_known_address() -> None:
+    store = StateStore(None, use_arp=False)
+    store.record_many(pc_dhcp(100.0))
+    before = [d.device_id for d in store.devices()]
+    anonymous = Event(
+        "http.get", "10.231.0.50:4000", None, None, {"path": "/menu.cfg", "what": "file"}, 101.0
+    )
+    stranger = Event("http.get", "10.231.0.99:4000", None, None, {"path": "/favicon.ico"}, 101.0)
+    assert store.record_many([anonymous, stranger]) == [None, None]
+    assert [d.device_id for d in store.devices()] == before
+    assert [e.kind for e in store.events(PC)] == [Kind.DHCP_OFFER, Kind.DHCP_ACK]

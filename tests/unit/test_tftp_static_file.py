@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pypxe_homelab.protocol.tftp_paths import PathRefused
-from pypxe_homelab.rootfiles import static_file
+from pypxe_homelab.rootfiles import static_entry, static_file
 from pypxe_homelab.services.tftp import TftpFile
 
 
@@ -70,3 +70,14 @@ def test_tftp_file_holds_exactly_one_source(tmp_path: Path) -> None:
         TftpFile()
     with pytest.raises(ValueError):
         TftpFile(data=b"x", path=tmp_path)
+
+
+def test_static_entry_gives_the_file_and_its_stat(root: Path) -> None:
+    found = static_entry(root, "inside-link")
+    assert found is not None
+    path, st = found
+    assert path == (root / "lpxelinux.0").resolve() and st.st_size == len(b"loader")
+    assert st.st_ino == (root / "lpxelinux.0").stat().st_ino
+    assert static_entry(root, "efi64") is None and static_entry(root, "nope") is None
+    with pytest.raises(PathRefused):
+        static_entry(root, "escape")
