@@ -202,13 +202,17 @@ class NetbootLab:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # ---- machines ----------------------------------------------------------
-    def machine(self, firmware: str, mac: str, *, fresh: bool = False) -> VirtualMachine:
+    def machine(
+        self, firmware: str, mac: str, *, fresh: bool = False, disk: Path | None = None
+    ) -> VirtualMachine:
         """The lab machine (firmware, mac); ``fresh`` gives a new one (new UEFI NVRAM) on the same tap."""
         key = (firmware, mac.lower())
         old = self._machines.get(key)
         if old is None or fresh:
             tap = old.tap if old else None
-            self._machines[key] = VirtualMachine(self.lan, firmware, mac, self.workdir / "vms", tap=tap)
+            self._machines[key] = VirtualMachine(
+                self.lan, firmware, mac, self.workdir / "vms", tap=tap, disk=disk
+            )
         return self._machines[key]
 
     def boot(
@@ -220,13 +224,14 @@ class NetbootLab:
         fail: str | None = DEFAULT_FAIL,
         timeout: float = BOOT_TIMEOUT,
         same_machine: bool = False,
+        disk: Path | None = None,
     ) -> BootResult:
         """Boot a machine and return the result.
 
         By default the machine is fresh (new UEFI NVRAM); ``same_machine=True`` boots the machine of an
         earlier boot with this firmware and MAC again (same UUID, same NVRAM), as a real reboot would.
         """
-        vm = self.machine(firmware, mac, fresh=not same_machine)
+        vm = self.machine(firmware, mac, fresh=not same_machine, disk=disk)
         result = vm.boot(expect=expect, fail=fail, timeout=timeout)
         self.results.append(result)
         print(result.summary())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import NetbootLab, config_head, e2e_skip_reason
+from tests.lab.esp_disk import build_esp_disk
 from tests.lab.kernel import find_kernel
 from tests.lab.mkinitrd import CMDLINE_MARKER, SECURE_BOOT_MARKER, build_secure_boot_initrd
 from tests.lab.netns import TestLan
@@ -34,6 +35,8 @@ pytestmark = [
 NAMED_MAC = "52:54:00:a0:00:10"  # the router names the server for this machine
 UNNAMED_MAC = "52:54:00:a0:00:11"  # ... and not for this one
 UNSIGNED_MAC = "52:54:00:a0:00:12"  # its node is not marked secure_boot: it gets syslinux.efi
+LOCAL_MAC = "52:54:00:a0:00:13"  # nothing to install: it boots its own disk (the router names us for it too)
+LOCAL_GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")  # what an installed disk carries
 SB_CMDLINE = "console=ttyS0,115200 panic=-1 pxh.test=a;b"
 SB_BOOT_TIMEOUT = 300.0
 SB_FAIL = DEFAULT_FAIL + r'|"UiApp"|grub> '  # the firmware's setup screen / GRUB's shell: the chain stopped
@@ -64,6 +67,11 @@ def sb_config(lab: NetbootLab) -> str:
     secure_boot: {"true" if secure else "false"}
     boot: {{kernel: boot/linux, initrd: boot/sb-initrd.gz, cmdline: "{SB_CMDLINE}"}}
 """
+    nodes += f"""\
+  {dev(LOCAL_MAC)}:
+    address: {p}.63/24
+    secure_boot: true
+"""
     return config_head(lab).replace("server:\n", "server:\n  diagnose_after: 5\n", 1) + nodes
 
 
@@ -77,7 +85,8 @@ def sb_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetbootLab]:
     assert kernel is not None
     workdir = tmp_path_factory.mktemp("secureboot")
     with TestLan(["router", "server"]) as lan:
-        router = start_router(lan, workdir / "router", extra=next_server_lines(NAMED_MAC, lan.ip("server")))
+        names_us = [*next_server_lines(NAMED_MAC, lan.ip("server")), f"dhcp-host={LOCAL_MAC},set:namesus"]
+        router = start_router(lan, workdir / "router", extra=names_us)
         lab = NetbootLab(lan=lan, router=router, kernel=kernel, workdir=workdir)
         lab.put_http("boot/linux", kernel.vmlinuz.read_bytes())
         lab.put_http("boot/sb-initrd.gz", build_secure_boot_initrd(kernel))
@@ -138,3 +147,44 @@ def test_an_unsigned_loader_is_refused_by_the_firmware_and_the_server_says_why(s
     found = diagnosis(sb_lab, UNSIGNED_MAC)
     assert found.get("cause") == "loader-rejected", log[-4000:]
     assert f"nodes.{dev(UNSIGNED_MAC)}.secure_boot: true" in found["fix"]
+
+
+def test_local_boot_from_grub_starts_the_disk_s_own_shim_with_secure_boot_still_on(
+    sb_lab: NetbootLab,
+) -> None:
+    # the disk of an installed machine: its ESP with Debian's signed shim and GRUB and a GRUB config that
+    # starts the signed kernel with a command line the network never sent
+    kernel = sb_lab.kernel
+    grub_cfg = (
+        f"set timeout=0\nlinux /vmlinuz {SB_CMDLINE.replace(';', '')} pxh.disk=own\ninitrd /initrd.gz\nboot\n"
+    ).encode()
+    disk = build_esp_disk(
+        sb_lab.workdir / "installed-disk.img",
+        {
+            "EFI/BOOT/BOOTX64.EFI": SHIM.read_bytes(),
+            "EFI/BOOT/grubx64.efi": LOCAL_GRUB.read_bytes(),
+            "EFI/BOOT/grub.cfg": grub_cfg,
+            "EFI/debian/grub.cfg": grub_cfg,
+            "vmlinuz": kernel.vmlinuz.read_bytes(),
+            "initrd.gz": (sb_lab.httproot / "boot" / "sb-initrd.gz").read_bytes(),
+        },
+    )
+    result = sb_lab.boot(
+        "uefi-sb",
+        LOCAL_MAC,
+        expect=re.escape(CMDLINE_MARKER) + r" .*pxh\.disk=own.*\n",
+        fail=SB_FAIL,
+        timeout=SB_BOOT_TIMEOUT,
+        disk=disk,
+    )
+    log = sb_lab.server_log()
+    assert result.ok, result.describe() + "\n---- server log ----\n" + log[-6000:]
+    assert re.search(r"booting from the\s+local disk", result.serial)  # our GRUB config said so, then chained
+    assert re.search(re.escape(SECURE_BOOT_MARKER) + r" 1\b", result.serial), result.tail()
+    assert "PXH-LOCKDOWN: none [integrity] confidentiality" in result.serial
+    assert f"path=grub/mac/{LOCAL_MAC}.cfg" in log
+    assert f"tftp.rrq {dev(LOCAL_MAC)}" in log and "path=grub/http/" not in _lines_of(log, dev(LOCAL_MAC))
+
+
+def _lines_of(log: str, device_id: str) -> str:
+    return "\n".join(line for line in log.splitlines() if f" {device_id} " in line)

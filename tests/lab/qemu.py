@@ -149,7 +149,8 @@ class BootResult:
 
 
 class VirtualMachine:
-    """A disk-less lab machine (fixed MAC, UUID, tap, UEFI NVRAM) that can be booted repeatedly."""
+    """A lab machine (fixed MAC, UUID, tap, UEFI NVRAM; disk-less unless given ``disk``) that can be booted
+    repeatedly."""
 
     def __init__(
         self,
@@ -160,6 +161,7 @@ class VirtualMachine:
         *,
         mem_mb: int = 1024,
         tap: str | None = None,
+        disk: Path | None = None,
     ) -> None:
         if firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
@@ -168,6 +170,7 @@ class VirtualMachine:
         self.mac = mac.lower()
         self.uuid = uuid_of_mac(self.mac)
         self.mem_mb = mem_mb
+        self.disk = disk  # a raw disk image, second in the boot order after the NIC (an installed machine)
         self.tap = tap or lan.add_tap(firmware)
         self.name = f"{firmware}-{self.mac.replace(':', '')}"
         self.workdir = Path(workdir)
@@ -208,6 +211,13 @@ class VirtualMachine:
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_path}",
             ]  # fmt: skip
+        if self.disk is not None:
+            cmd += [
+                "-drive",
+                f"if=none,id=disk0,format=raw,file={self.disk}",
+                "-device",
+                "virtio-blk-pci,drive=disk0,bootindex=2",
+            ]
         if direct is not None:
             cmd += ["-kernel", str(direct.kernel), "-initrd", str(direct.initrd), "-append", direct.append]
         return cmd
