@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -31,6 +30,7 @@ import yaml
 from pypxe_homelab.assets import iso as iso_files
 from pypxe_homelab.assets import ubuntu_chain
 from pypxe_homelab.assets.download import fetch, part_path, sha256_file
+from pypxe_homelab.atomicfile import write_atomic
 from pypxe_homelab.errors import UserError
 
 IMAGES_DIR = "images"
@@ -272,17 +272,5 @@ def _install(folder: Path, name: str, iso_path: Path, sha256: str, *, source: st
         source=source,
         secure_boot=asdict(chain) if chain else {},
     )
-    _write_atomic(folder / MARKER, json.dumps(asdict(info), indent=2) + "\n")
+    write_atomic(folder / MARKER, json.dumps(asdict(info), indent=2) + "\n")
     return info
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -39,6 +39,7 @@ from pypxe_homelab.assets.disk_image import (
 from pypxe_homelab.assets.download import CHUNK, fetch, part_path, sha256_file
 from pypxe_homelab.assets.initramfs import InitramfsError
 from pypxe_homelab.assets.iscsi_initramfs import build_addon, elf_arch, served_initramfs
+from pypxe_homelab.atomicfile import write_atomic
 from pypxe_homelab.errors import UserError
 
 MARKER = "pi-image.json"
@@ -297,7 +298,7 @@ def _install(folder: Path, name: str, raw: Path, sha256: str, *, source: str) ->
         initramfs=initramfs,
         source=source,
     )
-    installer_images._write_atomic(folder / MARKER, json.dumps(asdict(info), indent=2) + "\n")
+    write_atomic(folder / MARKER, json.dumps(asdict(info), indent=2) + "\n")
     return info
 
 

@@ -15,11 +15,9 @@ Layout next to the image's kernel and initrd: ``images/<name>/efi/{shimx64.efi,g
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import zstandard
 
 from pypxe_homelab.assets import iso as iso_files
+from pypxe_homelab.atomicfile import write_atomic
 from pypxe_homelab.errors import UserError
 
 CHAIN_DIR = "efi"
@@ -65,10 +64,10 @@ def extract_chain(iso_path: Path, folder: Path) -> UbuntuChain | None:
     grub = deb_member(deb or b"", NET_GRUB, source=f"{iso_path}: {POOL_DIR}/{package}")
     if grub is None:
         raise UserError(f"{iso_path}: {POOL_DIR}/{package} has no {NET_GRUB}; is it an Ubuntu amd64 ISO?")
-    _write(target / SHIM_NAME, shim)
-    _write(target / GRUB_NAME, grub)
+    write_atomic(target / SHIM_NAME, shim)
+    write_atomic(target / GRUB_NAME, grub)
     if mok is not None:
-        _write(target / MOK_NAME, mok)
+        write_atomic(target / MOK_NAME, mok)
     return UbuntuChain(
         shim=f"{CHAIN_DIR}/{SHIM_NAME}",
         grub=f"{CHAIN_DIR}/{GRUB_NAME}",
@@ -121,16 +120,3 @@ def _tar_member(fileobj: io.BytesIO, member: str) -> bytes | None:
                 reader = tar.extractfile(info)
                 return reader.read() if reader is not None else None
     return None
-
-
-def _write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import click
 
 from pypxe_homelab import privileges
+from pypxe_homelab.atomicfile import write_atomic
 from pypxe_homelab.cli import CliContext
 from pypxe_homelab.config.loader import load_or_default
 from pypxe_homelab.config.model import DEFAULT_HTTP_PORT
@@ -55,25 +55,13 @@ def install_service(obj: CliContext, unit_dir: Path, print_only: bool) -> None:
         root.mkdir(parents=True, exist_ok=True)
         privileges.give_data_root(root, account)
     unit_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(unit_dir / UNIT_NAME, text)
+    write_atomic(unit_dir / UNIT_NAME, text)
     click.echo(f"wrote {unit_dir / UNIT_NAME} (runs as {user})")
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
         subprocess.run(["systemctl", "daemon-reload"], check=False)
         click.echo("start it now and at every boot with: sudo systemctl enable --now pypxe-homelab")
     else:
         click.echo("systemd is not running here: the unit takes effect on a host that boots with systemd")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command()
