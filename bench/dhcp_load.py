@@ -21,6 +21,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 
 LOST_AFTER = 0.5
 STORM_LOST_AFTER = 2.0
@@ -38,6 +39,17 @@ def discover(template: bytes, n: int) -> tuple[int, bytes]:
     buf[_XID] = struct.pack("!I", xid)
     buf[_CHADDR] = b"\x52\x54\x01" + struct.pack("!I", n)[1:]
     return xid, bytes(buf)
+
+
+def replies(sock: socket.socket) -> Iterator[int]:
+    """The xid of every BOOTREPLY waiting on the non-blocking ``sock``."""
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return
+        if len(data) >= 240 and data[0] == 2:
+            yield struct.unpack("!I", data[_XID])[0]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -77,14 +89,8 @@ def run(iface: str, template: bytes, window: int, seconds: float) -> dict:
         wait = max(0.0, oldest + LOST_AFTER - time.monotonic())
         readable, _, _ = select.select([sock], [], [], wait)
         if readable:
-            while True:
-                try:
-                    data = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                if len(data) < 240 or data[0] != 2:
-                    continue
-                sent_at = in_flight.pop(struct.unpack("!I", data[_XID])[0], None)
+            for xid in replies(sock):
+                sent_at = in_flight.pop(xid, None)
                 if sent_at is not None:
                     last = time.monotonic()
                     rtts.append(last - sent_at)
@@ -161,14 +167,7 @@ def storm(
             break
         readable, _, _ = select.select([sock], [], [], 0.002)
         if readable:
-            while True:
-                try:
-                    data = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                if len(data) < 240 or data[0] != 2:
-                    continue
-                xid = struct.unpack("!I", data[_XID])[0]
+            for xid in replies(sock):
                 if xid in sent_at:
                     t0 = sent_at.pop(xid)
                     rtts.append(time.monotonic() - t0)

@@ -674,8 +674,9 @@ class StateStore:
                 del self._pi_by_mac[mac]
 
     def _forget_unregistered(self, now: float) -> None:
-        """Drop unregistered devices unseen for UNREGISTERED_DAYS, and the oldest beyond MAX_UNREGISTERED,
-        with their timelines. Registered nodes are never dropped."""
+        """Stage dropping unregistered devices unseen for UNREGISTERED_DAYS, and the oldest beyond
+        MAX_UNREGISTERED, with their timelines (the whole table: see FULL_SWEEP_SECONDS). Registered nodes are
+        never dropped."""
         self._flush()  # what is staged counts too
         rows = self._db.execute("SELECT device_id, last_seen FROM devices ORDER BY last_seen DESC").fetchall()
         unregistered = [(d, seen) for d, seen in rows if not self._is_registered(d)]
@@ -683,24 +684,9 @@ class StateStore:
         gone = [
             d for index, (d, seen) in enumerate(unregistered) if index >= MAX_UNREGISTERED or seen < cutoff
         ]
-        if not gone:
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            for device_id in gone:
-                self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
-                self._db.execute("DELETE FROM events WHERE device_id = ?", (device_id,))
-            self._db.execute("COMMIT")
-        except Exception:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        finally:
-            self._reread({("device", device_id) for device_id in gone})
-        for device_id in gone:
-            self._inserts.pop(device_id, None)
+        for device_id in gone:  # written with the batch, as the bound's own steps are
             self._by_age.pop(device_id, None)
-            self._known.discard(device_id)
+            self._forget(device_id)
 
     def _remember(self, rec: DeviceRecord) -> None:
         self._devices.pop(rec.device_id, None)

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import click
+import pytest
 
 from pypxe_homelab.cli import COMMANDS, main
 from pypxe_homelab.cli.status import nodes_table
@@ -68,11 +69,12 @@ def test_status_shows_registered_nodes_and_only_the_latest_unregistered() -> Non
     assert table.caption is not None and "45 more" in str(table.caption)
 
 
-def test_the_table_reads_a_page_of_the_store_not_every_device() -> None:
+def test_the_table_reads_a_page_of_the_store_not_every_device(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from pypxe_homelab.config.model import Inventory, Node
     from pypxe_homelab.events import Event
+    from pypxe_homelab.state.discovery import DeviceRecord
     from pypxe_homelab.state.store import StateStore
     from pypxe_homelab.state.views import nodes_page, nodes_view
 
@@ -83,7 +85,17 @@ def test_the_table_reads_a_page_of_the_store_not_every_device() -> None:
         [Event("dhcp.offer", "0.0.0.0:68", None, m, {"port": 67}, now + n) for n, m in enumerate(macs)]
     )
     inventory = Inventory(nodes={"01-52-54-00-00-00-01": Node("01-52-54-00-00-00-01")})
+    store._devices.clear()  # as a CLI opening the state file finds it: nothing decoded yet
+    decoded: list[str] = []
+    real_from_json = DeviceRecord.from_json
+
+    def counting(data: dict) -> DeviceRecord:
+        decoded.append(data["device_id"])
+        return real_from_json(data)
+
+    monkeypatch.setattr(DeviceRecord, "from_json", staticmethod(counting))
     nodes, total = nodes_page(inventory, store, 20)
+    assert len(decoded) <= 22  # the node and one page, not the 301 records
     everything = nodes_view(inventory, store)
     assert total == 300 and len(nodes) == 21
     assert nodes == everything[:21]  # the node, then the 20 seen last, as the whole view orders them
