@@ -9,9 +9,10 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft4Validator, Draft202012Validator
+if TYPE_CHECKING:  # jsonschema is loaded when a first config is checked, not when the program starts
+    from jsonschema import Draft4Validator, Draft202012Validator
 
 SCHEMA_MAIN = "autoinstall-schema.json"
 CLOUD_CONFIG_SCHEMA = "cloud-config-schema-24.1.3.json"
@@ -37,6 +38,8 @@ def _schema(filename: str) -> Any:
 
 @cache
 def _validator(filename: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     schema = _schema(filename)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
@@ -44,6 +47,8 @@ def _validator(filename: str) -> Draft202012Validator:
 
 @cache
 def _cloud_config_validator() -> Draft4Validator:
+    from jsonschema import Draft4Validator
+
     schema = _schema(CLOUD_CONFIG_SCHEMA)  # cloud-init writes its schema in JSON Schema draft 4
     Draft4Validator.check_schema(schema)
     return Draft4Validator(schema)

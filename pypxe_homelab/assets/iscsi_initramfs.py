@@ -29,10 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import zstandard
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import InterpSegment
 
 from pypxe_homelab.assets.disk_image import RootFs
 from pypxe_homelab.assets.initramfs import InitramfsError, Member, Tree, append_archive, newc_archive
@@ -71,6 +67,9 @@ class IscsiAddon:
 
 def elf_machine(data: bytes) -> str | None:
     """pyelftools' ``e_machine`` name (``EM_AARCH64``…) of an ELF file, or None if it is not one."""
+    from elftools.common.exceptions import ELFError  # on use: the server starts without pyelftools
+    from elftools.elf.elffile import ELFFile
+
     try:
         return str(ELFFile(io.BytesIO(data)).header["e_machine"])
     except ELFError:
@@ -85,6 +84,10 @@ def elf_arch(data: bytes) -> str | None:
 
 def _dynamic(data: bytes) -> tuple[str | None, list[str], list[str]]:
     """(interpreter, DT_NEEDED names, DT_RUNPATH/DT_RPATH directories) of an ELF file."""
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import InterpSegment
+
     elf = ELFFile(io.BytesIO(data))
     interp, needed, runpath = None, [], []
     for segment in elf.iter_segments():

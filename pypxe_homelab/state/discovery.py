@@ -64,7 +64,11 @@ class DeviceRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceRecord:
-        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+        rec = cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+        if rec.ip == "0.0.0.0":  # learned from a DISCOVER by earlier records: no address
+            rec.ip = None
+            rec.learned.pop("ip", None)
+        return rec
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(DeviceRecord))
@@ -168,8 +172,11 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
     kind = event.kind
     if new_boot:
         rec.boot_ip = None
-    if kind in DHCP_KINDS and d.get("ciaddr") and d.get("ciaddr") != "0.0.0.0":
-        rec.boot_ip = str(d["ciaddr"])
+    ciaddr = d.get("ciaddr") if kind in DHCP_KINDS else None
+    if ciaddr == "0.0.0.0":  # a DISCOVER's: the machine has no address yet
+        ciaddr = None
+    if ciaddr:
+        rec.boot_ip = str(ciaddr)
     elif kind in TFTP_KINDS and ip:
         rec.boot_ip = ip
     if event.mac:
@@ -183,7 +190,7 @@ def observe(record: DeviceRecord | None, device_id: str, event: Event, ip: str |
         _learn(rec, "uuid", d.get("uuid"), "dhcp option 97")
         if d.get("ipxe"):
             _learn(rec, "ipxe", True, "dhcp option 77/175")
-        _learn(rec, "ip", d.get("ciaddr") or None, "dhcp ciaddr (4011)")
+        _learn(rec, "ip", ciaddr, "dhcp ciaddr (4011)")
         if d.get("serial"):
             _learn(rec, "serial", str(d["serial"]).lower(), "dhcp option 97")
     elif ip:

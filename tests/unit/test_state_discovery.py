@@ -6,7 +6,7 @@ import pytest
 
 from pypxe_homelab.events import Event, Kind
 from pypxe_homelab.identity import is_pi_mac, pi_model_of_uuid
-from pypxe_homelab.state.discovery import file_stage, starts_boot
+from pypxe_homelab.state.discovery import file_stage, observe, starts_boot
 from pypxe_homelab.state.store import StateStore
 
 PC_MAC = "52:54:00:a0:00:01"
@@ -224,3 +224,13 @@ def test_http_naming_no_machine_records_nothing_even_from_a_known_address() -> N
     assert store.record_many([anonymous, stranger]) == [None, None]
     assert [d.device_id for d in store.devices()] == before
     assert [e.kind for e in store.events(PC)] == [Kind.DHCP_OFFER, Kind.DHCP_ACK]
+
+
+def test_a_discover_without_an_address_teaches_no_address() -> None:
+    """A DISCOVER carries ciaddr 0.0.0.0: the machine has no address yet, so none is learned or shown."""
+    event = Event(
+        Kind.DHCP_OFFER, "0.0.0.0:68", "01-52-54-00-12-34-56", "52:54:00:12:34:56",
+        {"arch": 0, "class": "bios", "port": 67, "xid": 1, "ciaddr": "0.0.0.0"}, 100.0,
+    )  # fmt: skip
+    rec = observe(None, "01-52-54-00-12-34-56", event)
+    assert rec.ip is None and rec.boot_ip is None and "ip" not in rec.learned
