@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -22,8 +21,6 @@ from pypxe_homelab.config import hostnet
 from pypxe_homelab.config.model import DEFAULT_CONFIG_PATH, Inventory, Node
 from pypxe_homelab.errors import UserError
 from pypxe_homelab.identity import add_command, address_note
-from pypxe_homelab.iscsi.desired import disk_path, node_image_path
-from pypxe_homelab.iscsi.disks import recreate_disk
 from pypxe_homelab.state.views import node_view, nodes_page, nodes_view
 from pypxe_homelab.state.views import timeline_view as events_view
 from pypxe_homelab.web.client import ApiClient, ApiError, ServerNotRunning
@@ -153,6 +150,8 @@ def timeline_view(node: dict[str, Any], events: list[dict[str, Any]]) -> Rendera
 
 def run_live(render: Callable[[], RenderableType], console: Console) -> None:
     """Redraw ``render()`` every REFRESH_SECONDS until Ctrl-C."""
+    from rich.live import Live  # on use: `--once` and pipes never redraw
+
     try:
         with Live(render(), console=console, refresh_per_second=4, screen=False) as live:
             while True:
@@ -302,6 +301,9 @@ def reinstall(obj: CliContext, device_id: str, yes: bool) -> None:
 
 def _recreate_pi_disk(inventory: Inventory, node: Node, yes: bool) -> None:
     """Erase a Pi node's disk and copy it again from its image (the running server re-opens it)."""
+    from pypxe_homelab.iscsi.desired import disk_path, node_image_path
+    from pypxe_homelab.iscsi.disks import recreate_disk
+
     image = node_image_path(inventory, node)
     if image is None:
         os_name = inventory.effective(node).os

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 # The header mutating API calls carry (browsers cannot add it cross-site); the API checks it.
@@ -20,28 +19,33 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    """Talks to ``http://127.0.0.1:<http_port>``."""
+    """Talks to ``http://127.0.0.1:<http_port>`` (with http.client: urllib's extra imports would be most of
+    a quick command's start)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> None:
         self.base = f"http://{host}:{port}"
+        self.host, self.port = host, port
         self.timeout = timeout
 
     def _call(self, method: str, path: str) -> Any:
         headers = {LOCAL_HEADER: "1"} if method == "POST" else {}
-        req = urllib.request.Request(
-            self.base + path, method=method, headers=headers, data=b"" if method == "POST" else None
-        )
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            try:
-                message = json.loads(err.read()).get("error", err.reason)
-            except ValueError:
-                message = err.reason
-            raise ApiError(str(message)) from err
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+            conn.request(method, path, body=b"" if method == "POST" else None, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as err:  # refused, reset, timed out, not HTTP
             raise ServerNotRunning(self.base) from err
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            try:
+                message = json.loads(body).get("error", resp.reason)
+            except (ValueError, AttributeError):
+                message = resp.reason
+            raise ApiError(str(message))
+        try:
+            return json.loads(body)
         except ValueError as err:
             raise ApiError(f"{self.base}{path} did not answer JSON: is it pypxe-homelab?") from err
 
