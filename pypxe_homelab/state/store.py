@@ -67,11 +67,22 @@ _std_json = json.JSONEncoder(default=str).encode  # json.dumps(…, default=str)
 def _to_json(value: object) -> str:
     """``value`` as JSON text (anything JSON has no type for as its ``str``). orjson writes the records and
     events of every request several times faster than the standard library; what it refuses (an integer past
-    64 bits, a key that is not a string) goes through the standard encoder instead."""
+    64 bits, a key that is not a string) goes through the standard encoder, with such an integer written as
+    its digits in a string, so that reading it back never turns it into an inexact float."""
     try:
         return orjson.dumps(value, default=str).decode()
     except TypeError:
-        return _std_json(value)
+        return _std_json(_big_ints_as_text(value))
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 64):
+        return str(value)
+    return value
 
 
 def _from_json(text: str | bytes) -> Any:
