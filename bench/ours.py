@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import signal
 import sys
@@ -51,6 +52,8 @@ def _runtime(root: Path, port: int, advertise: str, events: bool) -> Runtime:
 
 
 def _ready() -> None:
+    gc.collect()  # as `serve` does once started: start-up's objects leave the collector's full passes
+    gc.freeze()
     print("ready", flush=True)
 
 
