@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import json
+import socket
 from typing import Any
 
 # The header mutating API calls carry (browsers cannot add it cross-site); the API checks it.
@@ -19,8 +19,9 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    """Talks to ``http://127.0.0.1:<http_port>`` (with http.client: urllib's extra imports would be most of
-    a quick command's start)."""
+    """Talks to ``http://127.0.0.1:<http_port>`` with http.client (urllib's extra imports would be most of a
+    quick command's start). It connects first and loads http.client (with ``ssl`` and ``email``) only when
+    something listens: a command run with no server started reads the state database at once."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> None:
         self.base = f"http://{host}:{port}"
@@ -29,7 +30,14 @@ class ApiClient:
 
     def _call(self, method: str, path: str) -> Any:
         headers = {LOCAL_HEADER: "1"} if method == "POST" else {}
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as err:  # refused, unreachable, timed out
+            raise ServerNotRunning(self.base) from err
+        import http.client
+
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn.sock = sock
         try:
             conn.request(method, path, body=b"" if method == "POST" else None, headers=headers)
             resp = conn.getresponse()

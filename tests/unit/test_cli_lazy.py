@@ -29,7 +29,7 @@ def test_the_command_table_matches_each_command() -> None:
     assert main.get_command(ctx, "no-such-command") is None
 
 
-def _loaded_after(args: list[str], tmp_path: Path) -> list[str]:
+def _loaded_after(args: list[str], tmp_path: Path, prefixes: tuple[str, ...] = HEAVY) -> list[str]:
     code = textwrap.dedent(
         f"""
         import json, sys
@@ -40,7 +40,7 @@ def _loaded_after(args: list[str], tmp_path: Path) -> list[str]:
             pass
         except Exception:
             pass
-        print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))), file=sys.stderr)
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefixes!r}))), file=sys.stderr)
         """
     )
     res = subprocess.run(
@@ -55,6 +55,15 @@ def test_commands_that_do_not_serve_import_only_what_they_need(tmp_path: Path) -
     assert _loaded_after(["--help"], tmp_path) == []
     assert _loaded_after(["-c", str(config), "list"], tmp_path) == []
     assert _loaded_after(["-c", str(config), "status", "--once"], tmp_path) == []
+
+
+def test_status_with_no_server_loads_no_http_client_tls_or_schema_code(tmp_path: Path) -> None:
+    """With nothing listening, `status` learns so from one connect and reads the state database: it never
+    loads http.client (and with it ssl and email), nor what only other commands use."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server:\n  http_port: 1\npaths:\n  root: {tmp_path}/root\nnodes: {{}}\n")
+    lazy = ("http.client", "ssl", "email", "urllib.request", "jsonschema", "elftools", "rich.live")
+    assert _loaded_after(["-c", str(config), "status", "--once"], tmp_path, lazy) == []
 
 
 def test_status_shows_registered_nodes_and_only_the_latest_unregistered() -> None:
