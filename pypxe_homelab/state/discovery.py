@@ -64,11 +64,7 @@ class DeviceRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceRecord:
-        rec = cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
-        if rec.ip == "0.0.0.0":  # learned from a DISCOVER by earlier records: no address
-            rec.ip = None
-            rec.learned.pop("ip", None)
-        return rec
+        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(DeviceRecord))

@@ -121,6 +121,9 @@ _MIGRATIONS: tuple[str, ...] = (
     "UPDATE devices SET data = json_set(data, '$.diagnosis', (SELECT json(e.detail) FROM events e"
     " WHERE e.device_id = devices.device_id AND e.kind = 'boot.diagnosis'"
     " AND e.time >= COALESCE(json_extract(devices.data, '$.boot_started'), 1e18) ORDER BY e.id DESC LIMIT 1));",
+    # 4: a DISCOVER's ciaddr 0.0.0.0 was once learned as the machine's address: it is none
+    "UPDATE devices SET data = json_remove(json_set(data, '$.ip', json('null')), '$.learned.ip')"
+    " WHERE json_extract(data, '$.ip') = '0.0.0.0';",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

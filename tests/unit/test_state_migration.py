@@ -77,3 +77,26 @@ def test_a_state_db_of_a_newer_release_is_refused_in_one_line(tmp_path: Path) ->
     assert "\n" not in message
     assert f"{db} was written by a newer pypxe-homelab (schema {SCHEMA_VERSION + 1}" in message
     assert "upgrade pypxe-homelab" in message
+
+
+def test_an_address_learned_from_a_discover_is_dropped_on_upgrade(tmp_path: Path) -> None:
+    """Records written before step 4 took a DISCOVER's ciaddr 0.0.0.0 as the machine's address."""
+    db = tmp_path / "state.db"
+    store = StateStore(db, use_arp=False)
+    store.record(Event("dhcp.offer", "0.0.0.0:68", PC, MAC, {"class": "bios", "arch": 0, "port": 67}, 10.0))
+    other = "01-52-54-00-a0-00-02"
+    store.record(Event("dhcp.ack", "10.0.0.51:68", other, "52:54:00:a0:00:02", {"port": 4011, "ciaddr": "10.0.0.51"}, 11.0))  # fmt: skip
+    store.close()
+    with sqlite3.connect(db) as conn:  # as step 3 left it: the DISCOVER's address learned
+        conn.execute(
+            "UPDATE devices SET data = json_set(data, '$.ip', '0.0.0.0', '$.learned.ip', 'dhcp ciaddr (4011)')"
+            " WHERE device_id = ?",
+            (PC,),
+        )
+        conn.execute("PRAGMA user_version = 3")
+    store = StateStore(db, use_arp=False)
+    pc, kept = store.device(PC), store.device(other)
+    assert pc is not None and pc.ip is None and "ip" not in pc.learned and pc.mac == MAC
+    assert kept is not None and kept.ip == "10.0.0.51" and kept.learned["ip"] == "dhcp ciaddr (4011)"
+    store.close()
+    assert _version(db) == SCHEMA_VERSION == 4
