@@ -42,8 +42,13 @@ class ApiClient:
             conn.request(method, path, body=b"" if method == "POST" else None, headers=headers)
             resp = conn.getresponse()
             body = resp.read()
-        except (OSError, http.client.HTTPException) as err:  # refused, reset, timed out, not HTTP
+        except OSError as err:  # reset or timed out
             raise ServerNotRunning(self.base) from err
+        except http.client.HTTPException as err:  # something listens there, but does not speak HTTP
+            raise ApiError(
+                f"{self.base}{path} did not answer HTTP: another program uses port {self.port}? "
+                "stop it, or set server.http_port to the port pypxe-homelab serves on"
+            ) from err
         finally:
             conn.close()
         if resp.status >= 400:
